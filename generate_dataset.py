@@ -1,0 +1,628 @@
+"""Three toy datasets for one-to-many regression, each with its exact density.
+
+Import them in a notebook at the repository root::
+
+    from generate_dataset import linear_mixture, inverted_sinusoid_mixture, camera_relocalisation
+
+Each generator draws the generative parameters first and the points second from one seeded
+``numpy.random.Generator``, so one seed gives the same problem at every ``n_samples``. It returns a
+dataset object holding the parameters (readable by name), the train and test splits, and the exact
+densities ``log_prob(y, x)`` = log p(y|x), ``log_joint(x, y)`` = log p(x, y) and
+``log_marginal_x(x)`` = log p(x), all in log-space so that they stay finite far from the data.
+``dataset.truth`` is the exact p(y|x) as a :class:`~utilis.protocol.ConditionalDensity`: it also
+samples y given x, so every helper and metric treats it like any trained model.
+
+The processes (see ``shared/design.md``):
+
+1. linear mixture: c ~ U{1..K}; y | c ~ N(mu_c, 1); x = s_c y + o_c + N(0, noise^2).
+2. inverted sinusoid mixture: c ~ U{1..K}; y | c ~ N(mu_c, 1);
+   x = A_c sin(w_c y) + o_c + y / 2 + N(0, noise^2).
+3. camera relocalisation: y ~ U(-T, T) is a camera position, c = k(y) the nearest of K location
+   centres, x = pattern_c + N(0, noise^2) is what the camera sees; several locations can show the
+   same pattern, so one x has several y.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy.special import log_softmax
+
+from utilis.protocol import as_generator, broadcast_query, check_count, check_positive, finite_array, logsumexp_last
+
+__all__ = [
+    "DATASETS",
+    "CameraRelocalisation",
+    "ExactConditional",
+    "InvertedSinusoidMixture",
+    "LinearMixture",
+    "ToyDataset",
+    "camera_relocalisation",
+    "inverted_sinusoid_mixture",
+    "linear_mixture",
+]
+
+_LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
+
+
+def _normal_logpdf(value: np.ndarray, mean: np.ndarray, sd: np.ndarray | float) -> np.ndarray:
+    """log N(value; mean, sd^2), elementwise (scipy.stats.norm.logpdf without its per-call overhead)."""
+    z = (value - mean) / sd
+    return -0.5 * z * z - np.log(sd) - _LOG_SQRT_2PI
+
+
+def _full(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``values`` as a fresh array of the query's broadcast shape."""
+    return values if values.shape == shape else np.broadcast_to(values, shape).copy()
+
+
+def _check_n(n: object, name: str = "n") -> int:
+    return check_count(n, name, minimum=1)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class ToyDataset(ABC):
+    """A toy one-to-many dataset: the drawn parameters, the train/test points and the exact densities.
+
+    Attributes:
+        x_train, y_train, c_train: training inputs, targets and generating component, shape ``(n_train,)``.
+        x_test, y_test, c_test: the held-out split, shape ``(n_test,)``.
+        noise: standard deviation of the Gaussian noise on x.
+    """
+
+    noise: float
+    x_train: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+    y_train: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+    c_train: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+    x_test: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+    y_test: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+    c_test: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+
+    name: ClassVar[str] = ""
+
+    # ---- what each process defines -------------------------------------------------------------
+    @property
+    @abstractmethod
+    def n_components(self) -> int:
+        """Number of components (mixture components or locations)."""
+
+    @abstractmethod
+    def _sample_joint(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """n fresh (x, y, c) from the generative process."""
+
+    @abstractmethod
+    def _log_joint(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """log p(x, y) for checked arrays of one shape."""
+
+    @abstractmethod
+    def _log_marginal_x(self, x: np.ndarray) -> np.ndarray:
+        """log p(x) for a checked array."""
+
+    @abstractmethod
+    def _log_prob(self, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """log p(y | x) for checked arrays of one shape."""
+
+    @abstractmethod
+    def _sample_conditional(self, x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+        """(n, len(x)) draws of y from p(y | x) for a checked 1-D x."""
+
+    @property
+    @abstractmethod
+    def x_range(self) -> tuple[float, float]:
+        """Plotting bounds on x that hold practically all of p(x)."""
+
+    @property
+    @abstractmethod
+    def y_range(self) -> tuple[float, float]:
+        """Plotting bounds on y that hold practically all of p(y)."""
+
+    # ---- the public, checked interface ---------------------------------------------------------
+    def log_prob(self, y: ArrayLike, x: ArrayLike) -> np.ndarray:
+        """Exact log p(y | x). ``y`` and ``x`` broadcast; the result has their broadcast shape."""
+        y_array, x_array, shape = broadcast_query(y, x)
+        return _full(self._log_prob(y_array, x_array), shape)
+
+    def log_joint(self, x: ArrayLike, y: ArrayLike) -> np.ndarray:
+        """Exact log p(x, y). ``x`` and ``y`` broadcast; the result has their broadcast shape."""
+        y_array, x_array, shape = broadcast_query(y, x)
+        return _full(self._log_joint(x_array, y_array), shape)
+
+    def log_marginal_x(self, x: ArrayLike) -> np.ndarray:
+        """Exact log p(x), same shape as ``x``."""
+        return self._log_marginal_x(finite_array(x, "x"))
+
+    def sample(
+        self, n: int, seed: int | np.random.Generator | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``n`` fresh points (x, y, c) from the same parameters, e.g. a large evaluation set."""
+        return self._sample_joint(_check_n(n), as_generator(seed))
+
+    def sample_conditional(self, x: ArrayLike, n: int, seed: int | np.random.Generator | None = None) -> np.ndarray:
+        """``n`` draws of y from the exact p(y | x) for each x: shape ``(n, len(x))``."""
+        x_array = np.atleast_1d(finite_array(x, "x"))
+        if x_array.ndim != 1:
+            raise ValueError(f"x must be a scalar or 1-D array, got shape {x_array.shape}")
+        return self._sample_conditional(x_array, _check_n(n), as_generator(seed))
+
+    @property
+    def truth(self) -> ExactConditional:
+        """The exact p(y | x) as a conditional density (``log_prob(y, x)``, ``sample(x, n, seed)``)."""
+        return ExactConditional(self)
+
+    # ---- splitting -----------------------------------------------------------------------------
+    def _with_points(self, n_samples: int, test_fraction: float, rng: np.random.Generator) -> ToyDataset:
+        x, y, c = self._sample_joint(n_samples, rng)
+        # The draws are i.i.d., so they come in random order: the first n_test are a random test split.
+        n_test = _n_test(n_samples, test_fraction)
+        return dataclasses.replace(
+            self,
+            x_train=x[n_test:], y_train=y[n_test:], c_train=c[n_test:],
+            x_test=x[:n_test], y_test=y[:n_test], c_test=c[:n_test],
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ExactConditional:
+    """A dataset's exact p(y | x), speaking the conditional-density protocol.
+
+    Besides ``log_prob`` and ``sample`` it gives ``log_marginal_x`` and ``log_joint``, as a generative
+    model does, so helpers can draw the joint p(x, y) from it.
+    """
+
+    dataset: ToyDataset
+
+    def log_prob(self, y: ArrayLike, x: ArrayLike) -> np.ndarray:
+        return self.dataset.log_prob(y, x)
+
+    def sample(self, x: ArrayLike, n: int, seed: int | np.random.Generator | None = None) -> np.ndarray:
+        return self.dataset.sample_conditional(x, n, seed)
+
+    def log_marginal_x(self, x: ArrayLike) -> np.ndarray:
+        return self.dataset.log_marginal_x(x)
+
+    def log_joint(self, x: ArrayLike, y: ArrayLike) -> np.ndarray:
+        return self.dataset.log_joint(x, y)
+
+
+def _n_test(n_samples: int, test_fraction: object) -> int:
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float, np.floating)):
+        raise ValueError(f"test_fraction must be a number in (0, 1), got {test_fraction!r}")
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    n_test = int(round(n_samples * test_fraction))
+    if n_test == 0 or n_test == n_samples:
+        split = "test" if n_test == 0 else "training"
+        raise ValueError(f"test_fraction={test_fraction} with n_samples={n_samples} leaves an empty {split} split")
+    return n_test
+
+
+def _pick_components(log_weights: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """For each row of ``log_weights`` (m, K), n component indices drawn from its softmax: shape (n, m)."""
+    cumulative = np.cumsum(np.exp(log_softmax(log_weights, axis=-1)), axis=-1)  # (m, K)
+    u = rng.random((n, log_weights.shape[0]))
+    picks = (u[..., None] > cumulative[None, :, :-1]).sum(axis=-1)  # (n, m)
+    return picks
+
+
+# =================================================================================================
+# 1. Mixture of linear functions
+# =================================================================================================
+@dataclass(frozen=True, kw_only=True, eq=False)
+class LinearMixture(ToyDataset):
+    """c ~ U{1..K}; y | c ~ N(mu_c, 1); x = s_c y + o_c + N(0, noise^2).
+
+    Each component is jointly Gaussian in (x, y), so everything is closed form:
+    p(x | c) = N(x; s_c mu_c + o_c, s_c^2 + noise^2) and p(y | x, c) = N(y; m_c(x), v_c) with
+    v_c = noise^2 / (noise^2 + s_c^2), m_c(x) = (noise^2 mu_c + s_c (x - o_c)) / (noise^2 + s_c^2),
+    so p(y | x) = sum_c w_c(x) N(y; m_c(x), v_c), w_c(x) proportional to p(c) p(x | c).
+
+    Attributes:
+        means: mu_c, shape (K,). slopes: s_c. offsets: o_c. weights: p(c) (uniform).
+    """
+
+    means: np.ndarray
+    slopes: np.ndarray
+    offsets: np.ndarray
+    weights: np.ndarray
+    name: ClassVar[str] = "linear"
+
+    @property
+    def n_components(self) -> int:
+        return len(self.means)
+
+    def _sample_joint(self, n, rng):
+        c = rng.choice(self.n_components, size=n, p=self.weights)
+        y = self.means[c] + rng.standard_normal(n)
+        x = self.slopes[c] * y + self.offsets[c] + self.noise * rng.standard_normal(n)
+        return x, y, c
+
+    def _log_joint(self, x, y):
+        y_, x_ = y[..., None], x[..., None]  # (..., 1) against (K,)
+        terms = (
+            np.log(self.weights)
+            + _normal_logpdf(y_, self.means, 1.0)
+            + _normal_logpdf(x_, self.slopes * y_ + self.offsets, self.noise)
+        )
+        return logsumexp_last(terms)
+
+    def _x_given_c(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.slopes * self.means + self.offsets, np.sqrt(self.slopes**2 + self.noise**2)
+
+    def _log_marginal_x(self, x):
+        mean, sd = self._x_given_c()
+        return logsumexp_last(np.log(self.weights) + _normal_logpdf(x[..., None], mean, sd))
+
+    def _posterior(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """log w_c(x), m_c(x), sqrt(v_c): shapes x.shape + (K,), same, (K,)."""
+        mean, sd = self._x_given_c()
+        log_w = log_softmax(np.log(self.weights) + _normal_logpdf(x[..., None], mean, sd), axis=-1)
+        denominator = self.noise**2 + self.slopes**2
+        m = (self.noise**2 * self.means + self.slopes * (x[..., None] - self.offsets)) / denominator
+        return log_w, m, self.noise / np.sqrt(denominator)
+
+    def _log_prob(self, y, x):
+        # The posterior form, not log_joint - log_marginal_x: far from the data both of those are
+        # about -x^2 / 2 and their difference would lose every digit.
+        log_w, m, sd = self._posterior(x)
+        return logsumexp_last(log_w + _normal_logpdf(y[..., None], m, sd))
+
+    def _sample_conditional(self, x, n, rng):
+        log_w, m, sd = self._posterior(x)  # (m_x, K)
+        c = _pick_components(log_w, n, rng)  # (n, m_x)
+        return np.take_along_axis(m, c.T, axis=1).T + sd[c] * rng.standard_normal(c.shape)
+
+    @property
+    def x_range(self):
+        mean, sd = self._x_given_c()
+        return float(np.min(mean - 4 * sd)), float(np.max(mean + 4 * sd))
+
+    @property
+    def y_range(self):
+        return float(self.means.min() - 4), float(self.means.max() + 4)
+
+
+def linear_mixture(
+    n_samples: int = 1000,
+    n_components: int = 3,
+    noise: float = 0.1,
+    test_fraction: float = 0.1,
+    seed: int | np.random.Generator | None = None,
+) -> LinearMixture:
+    """A mixture of K noisy linear functions x = s_c y + o_c, with y | c ~ N(mu_c, 1).
+
+    Parameters are drawn first: mu_c ~ U(-10, 10), s_c ~ U(-2, 2), o_c ~ U(-5, 5).
+
+    Example:
+        >>> data = linear_mixture(n_samples=500, seed=0)
+        >>> data.x_train.shape, data.means.shape
+        ((450,), (3,))
+    """
+    n_samples = _check_n(n_samples, "n_samples")
+    k = check_count(n_components, "n_components")
+    noise = check_positive(noise, "noise")
+    _n_test(n_samples, test_fraction)
+    rng = as_generator(seed)
+    dataset = LinearMixture(
+        means=rng.uniform(-10, 10, k),
+        slopes=rng.uniform(-2, 2, k),
+        offsets=rng.uniform(-5, 5, k),
+        weights=np.full(k, 1.0 / k),
+        noise=noise,
+    )
+    return dataset._with_points(n_samples, test_fraction, rng)
+
+
+# =================================================================================================
+# 2. Mixture of inverted sinusoids
+# =================================================================================================
+SINUSOID_SLOPE = 0.5  # the linear trend y / 2 in f_c(y) = A_c sin(w_c y) + o_c + y / 2
+_CHUNK_ELEMENTS = 2**21  # quadrature nodes evaluated at once (16 MiB of float64)
+_MAX_QUADRATURE_NODES = 2**18  # per x; reached only ~1e4 data widths out, where p(x) is ~exp(-1e6)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class InvertedSinusoidMixture(ToyDataset):
+    """c ~ U{1..K}; y | c ~ N(mu_c, 1); x = f_c(y) + N(0, noise^2), f_c(y) = A_c sin(w_c y) + o_c + y/2.
+
+    p(x, y) = sum_c p(c) N(y; mu_c, 1) N(x; f_c(y), noise^2) is closed form; p(x) is not, so
+    p(x | c) = integral of N(y; mu_c, 1) N(x; f_c(y), noise^2) dy is computed by the trapezoidal rule.
+    The integrand peaks where f_c(y) = x with width noise / |f_c'(y)| >= noise / (A_c w_c + 1/2); the
+    step is that width divided by ``quad_oversample``, at which the rule's error on a smooth peak,
+    about exp(-2 pi^2 oversample^2), is far below double precision. The nodes span the window where
+    the posterior of y can sit: between the linear-Gaussian posterior modes for x shifted by -A_c and
+    +A_c, widened by half a period of the sine and 12 posterior standard deviations. Its width does
+    not depend on x, so the cost is the same at every x. Within the data and several of its widths
+    beyond, halving the step changes log p by < 1e-6 (tested); hundreds of widths out, the integrand
+    becomes a comb of ever narrower peaks and the result, though finite, is only approximate.
+
+    Attributes:
+        means: mu_c, shape (K,). amplitudes: A_c. frequencies: w_c. offsets: o_c. weights: p(c).
+        quad_oversample: nodes per narrowest peak width in the quadrature (default 1.5).
+    """
+
+    means: np.ndarray
+    amplitudes: np.ndarray
+    frequencies: np.ndarray
+    offsets: np.ndarray
+    weights: np.ndarray
+    quad_oversample: float = 1.5
+    name: ClassVar[str] = "sinusoid"
+
+    @property
+    def n_components(self) -> int:
+        return len(self.means)
+
+    def _f(self, y: np.ndarray) -> np.ndarray:
+        """f_c(y) for y of shape (..., 1) or (..., K): shape (..., K)."""
+        return self.amplitudes * np.sin(self.frequencies * y) + self.offsets + SINUSOID_SLOPE * y
+
+    def _sample_joint(self, n, rng):
+        c = rng.choice(self.n_components, size=n, p=self.weights)
+        y = self.means[c] + rng.standard_normal(n)
+        x = self._f(y[:, None])[np.arange(n), c] + self.noise * rng.standard_normal(n)
+        return x, y, c
+
+    def _log_joint_terms(self, x, y):
+        """log p(c) + log p(y | c) + log p(x | y, c): shape (..., K)."""
+        y_, x_ = y[..., None], x[..., None]
+        return np.log(self.weights) + _normal_logpdf(y_, self.means, 1.0) + _normal_logpdf(x_, self._f(y_), self.noise)
+
+    def _log_joint(self, x, y):
+        return logsumexp_last(self._log_joint_terms(x, y))
+
+    # ---- quadrature ----------------------------------------------------------------------------
+    def _quadrature_window(self, x: np.ndarray, c: int) -> tuple[np.ndarray, float, np.ndarray]:
+        """Start of the window (len(x),), its width, and the step each x needs (len(x),), for p(x | c)."""
+        a, variance = SINUSOID_SLOPE, self.noise**2
+        amplitude, frequency = self.amplitudes[c], self.frequencies[c]
+        precision = 1.0 + a * a / variance  # of the linear-Gaussian posterior of y given x
+        half_shift = amplitude * a / variance / precision  # its mode moves this much for x -+ A_c
+        # Where sin(w_c y) = -1 or +1 the curve reaches furthest; such a point lies within half a
+        # period of any y, so the mass can sit up to pi / w_c beyond the shifted modes, plus 12
+        # posterior sds (exp(-72) of the peak) of spread.
+        margin = np.pi / frequency + 12.0 / np.sqrt(precision)
+        centre = (self.means[c] + a * (x - self.offsets[c]) / variance) / precision
+        # The peaks' curvature: f'^2 / noise^2 near the data; outside it, the prior pulls y off the
+        # curve and leaves a residual r, and r f'' / noise^2 (|f''| <= A w^2) sharpens them further.
+        residual = np.maximum(np.abs(x - self.offsets[c] - a * self.means[c]) - amplitude, 0.0)
+        residual *= variance / (variance + a * a)
+        curvature = (amplitude * frequency + a) ** 2 + residual * amplitude * frequency**2
+        step = self.noise / (self.quad_oversample * np.sqrt(curvature))
+        return centre - half_shift - margin, 2 * (half_shift + margin), step
+
+    def _quadrature_nodes(self, x: np.ndarray, c: int) -> tuple[np.ndarray, float]:
+        """Nodes (len(x), N) with one spacing h for all rows (the finest any row needs), for p(x | c)."""
+        start, width, step = self._quadrature_window(x, c)
+        n_nodes = min(int(np.ceil(width / step.min())) + 1, _MAX_QUADRATURE_NODES)
+        h = width / (n_nodes - 1)
+        return start[:, None] + h * np.arange(n_nodes), h
+
+    def _log_integrand(self, x: np.ndarray, nodes: np.ndarray, c: int) -> np.ndarray:
+        """log N(y; mu_c, 1) + log N(x; f_c(y), noise^2) at the nodes (len(x), N)."""
+        f = self.amplitudes[c] * np.sin(self.frequencies[c] * nodes) + self.offsets[c] + SINUSOID_SLOPE * nodes
+        return _normal_logpdf(nodes, self.means[c], 1.0) + _normal_logpdf(x[:, None], f, self.noise)
+
+    def _log_x_given_c(self, x: np.ndarray) -> np.ndarray:
+        """log p(x | c) for a 1-D x: shape (len(x), K), chunked so memory stays bounded."""
+        out = np.empty((len(x), self.n_components))
+        for c in range(self.n_components):
+            _, width, step = self._quadrature_window(x, c)
+            order = np.argsort(step)  # finest first, so a chunk's first row needs the most nodes
+            start = 0
+            while start < len(x):
+                n_nodes = min(int(np.ceil(width / step[order[start]])) + 1, _MAX_QUADRATURE_NODES)
+                rows = max(1, _CHUNK_ELEMENTS // n_nodes)
+                index = order[start : start + rows]
+                nodes, h = self._quadrature_nodes(x[index], c)
+                # Trapezoid: the end nodes are far out in the tails, so their half weights don't matter.
+                out[index, c] = logsumexp_last(self._log_integrand(x[index], nodes, c)) + np.log(h)
+                start += rows
+        return out
+
+    def _log_marginal_x(self, x):
+        unique, inverse = np.unique(x, return_inverse=True)
+        log_px = logsumexp_last(np.log(self.weights) + self._log_x_given_c(unique))
+        return log_px[inverse].reshape(x.shape)
+
+    def _log_prob(self, y, x):
+        return self._log_joint(x, y) - self._log_marginal_x(x)
+
+    def _sample_conditional(self, x, n, rng):
+        # Component by p(c | x), then y by inverting the cumulative trapezoid over that component's nodes.
+        log_w = np.log(self.weights) + self._log_x_given_c(x)  # (m, K)
+        components = _pick_components(log_w, n, rng)  # (n, m)
+        u = rng.random((n, len(x)))
+        out = np.empty((n, len(x)))
+        for c in range(self.n_components):
+            columns = np.flatnonzero((components == c).any(axis=0))
+            for i in columns:
+                nodes, _ = self._quadrature_nodes(x[i : i + 1], c)
+                log_g = self._log_integrand(x[i : i + 1], nodes, c)[0]
+                g = np.exp(log_g - log_g.max())
+                cdf = np.concatenate([[0.0], np.cumsum(0.5 * (g[1:] + g[:-1]))])
+                rows = components[:, i] == c
+                out[rows, i] = np.interp(u[rows, i] * cdf[-1], cdf, nodes[0])
+        return out
+
+    @property
+    def x_range(self):
+        y = np.linspace(self.means - 4, self.means + 4, 2001)  # (2001, K)
+        f = self.amplitudes * np.sin(self.frequencies * y) + self.offsets + SINUSOID_SLOPE * y
+        return float(f.min() - 4 * self.noise), float(f.max() + 4 * self.noise)
+
+    @property
+    def y_range(self):
+        return float(self.means.min() - 4), float(self.means.max() + 4)
+
+
+def inverted_sinusoid_mixture(
+    n_samples: int = 1000,
+    n_components: int = 2,
+    noise: float = 0.1,
+    test_fraction: float = 0.1,
+    seed: int | np.random.Generator | None = None,
+) -> InvertedSinusoidMixture:
+    """A mixture of K inverted sinusoids x = A_c sin(w_c y) + o_c + y/2, with y | c ~ N(mu_c, 1).
+
+    Parameters are drawn first: mu_c ~ U(-5, 5), A_c ~ U(1, 5), w_c ~ U(0.5, 2), o_c ~ U(-15, 15).
+    Where A_c w_c > 1/2 the curve folds back, so one x has several y even within one component.
+
+    Example:
+        >>> data = inverted_sinusoid_mixture(n_samples=500, seed=0)
+        >>> data.y_test.shape, data.amplitudes.shape
+        ((50,), (2,))
+    """
+    n_samples = _check_n(n_samples, "n_samples")
+    k = check_count(n_components, "n_components")
+    noise = check_positive(noise, "noise")
+    _n_test(n_samples, test_fraction)
+    rng = as_generator(seed)
+    dataset = InvertedSinusoidMixture(
+        means=rng.uniform(-5, 5, k),
+        amplitudes=rng.uniform(1, 5, k),
+        frequencies=rng.uniform(0.5, 2, k),
+        offsets=rng.uniform(-15, 15, k),
+        weights=np.full(k, 1.0 / k),
+        noise=noise,
+    )
+    return dataset._with_points(n_samples, test_fraction, rng)
+
+
+# =================================================================================================
+# 3. Toy camera relocalisation
+# =================================================================================================
+@dataclass(frozen=True, kw_only=True, eq=False)
+class CameraRelocalisation(ToyDataset):
+    """y ~ U(-T, T) a camera position; c = k(y) its nearest location centre; x = pattern_c + N(0, noise^2).
+
+    Location c owns the cell of positions nearer to its centre than to any other (cells meet at the
+    midpoints between sorted centres and tile [-T, T]). Then p(x, y) = N(x; pattern_k(y), noise^2) / 2T,
+    p(x) = sum_c |cell_c| / 2T N(x; pattern_c, noise^2), and
+    p(y | x) = sum_c w_c(x) Uniform(y; cell_c), w_c(x) proportional to |cell_c| N(x; pattern_c, noise^2).
+    p(y | x) is exactly 0 (log_prob = -inf) for y outside [-T, T].
+
+    Attributes:
+        centres: sorted location centres t_c, shape (K,). patterns: the pattern value each location
+        shows. edges: cell boundaries, shape (K + 1,), from -T to T. half_width: T.
+    """
+
+    centres: np.ndarray
+    patterns: np.ndarray
+    half_width: float
+    name: ClassVar[str] = "camera"
+
+    @property
+    def n_components(self) -> int:
+        return len(self.centres)
+
+    @property
+    def edges(self) -> np.ndarray:
+        midpoints = 0.5 * (self.centres[1:] + self.centres[:-1])
+        return np.concatenate([[-self.half_width], midpoints, [self.half_width]])
+
+    @property
+    def cell_widths(self) -> np.ndarray:
+        return np.diff(self.edges)
+
+    def location(self, y: ArrayLike) -> np.ndarray:
+        """k(y): index of the location whose cell holds y (clipped to the end cells outside [-T, T])."""
+        y_array = finite_array(y, "y")
+        return np.clip(np.searchsorted(self.edges, y_array, side="right") - 1, 0, self.n_components - 1)
+
+    def _sample_joint(self, n, rng):
+        y = rng.uniform(-self.half_width, self.half_width, n)
+        c = self.location(y)
+        x = self.patterns[c] + self.noise * rng.standard_normal(n)
+        return x, y, c
+
+    def _inside(self, y: np.ndarray) -> np.ndarray:
+        return (y >= -self.half_width) & (y <= self.half_width)
+
+    def _log_joint(self, x, y):
+        log_p = _normal_logpdf(x, self.patterns[self.location(y)], self.noise) - np.log(2 * self.half_width)
+        return np.where(self._inside(y), log_p, -np.inf)
+
+    def _log_weights(self, x: np.ndarray) -> np.ndarray:
+        """log p(c) + log p(x | c) with p(c) = |cell_c| / 2T: shape x.shape + (K,)."""
+        log_cell = np.log(self.cell_widths / (2 * self.half_width))
+        return log_cell + _normal_logpdf(x[..., None], self.patterns, self.noise)
+
+    def _log_marginal_x(self, x):
+        return logsumexp_last(self._log_weights(x))
+
+    def _log_prob(self, y, x):
+        log_w = log_softmax(self._log_weights(x), axis=-1)  # log p(c | x): x.shape + (K,)
+        c = self.location(y)  # y.shape
+        shape = np.broadcast_shapes(y.shape, x.shape)
+        log_w, c_full = np.broadcast_to(log_w, shape + log_w.shape[-1:]), np.broadcast_to(c, shape)
+        log_p = np.take_along_axis(log_w, c_full[..., None], axis=-1)[..., 0] - np.log(self.cell_widths[c])
+        return np.where(self._inside(y), log_p, -np.inf)
+
+    def _sample_conditional(self, x, n, rng):
+        c = _pick_components(self._log_weights(x), n, rng)  # (n, m)
+        edges = self.edges
+        return edges[c] + rng.random(c.shape) * (edges[c + 1] - edges[c])
+
+    @property
+    def x_range(self):
+        return float(self.patterns.min() - 4 * self.noise), float(self.patterns.max() + 4 * self.noise)
+
+    @property
+    def y_range(self):
+        return -self.half_width, self.half_width
+
+
+def camera_relocalisation(
+    n_samples: int = 1000,
+    n_locations: int = 10,
+    n_patterns: int = 100,
+    one_to_many: bool = True,
+    noise: float = 0.1,
+    test_fraction: float = 0.1,
+    seed: int | np.random.Generator | None = None,
+) -> CameraRelocalisation:
+    """A 1-D caricature of camera relocalisation in a scene with repeated structure.
+
+    Location centres t_c ~ U(-T, T) with T = 10 n_locations; each location shows one of the
+    n_patterns + 1 evenly spaced values on [-1, 1], drawn with replacement when ``one_to_many`` (so
+    several places can look alike) and without replacement otherwise (each place looks different,
+    which needs n_locations <= n_patterns + 1).
+
+    Example:
+        >>> data = camera_relocalisation(n_samples=500, seed=0)
+        >>> data.half_width, data.patterns.shape
+        (100.0, (10,))
+    """
+    n_samples = _check_n(n_samples, "n_samples")
+    k = check_count(n_locations, "n_locations")
+    n_patterns = check_count(n_patterns, "n_patterns")
+    noise = check_positive(noise, "noise")
+    if not isinstance(one_to_many, (bool, np.bool_)):
+        raise ValueError(f"one_to_many must be True or False, got {one_to_many!r}")
+    if not one_to_many and k > n_patterns + 1:
+        raise ValueError(
+            f"one_to_many=False needs a distinct pattern per location, but n_locations={k} exceeds "
+            f"the n_patterns + 1 = {n_patterns + 1} pattern values"
+        )
+    _n_test(n_samples, test_fraction)
+    rng = as_generator(seed)
+    half_width = 10.0 * k
+    centres = np.sort(rng.uniform(-half_width, half_width, k))
+    values = np.linspace(-1.0, 1.0, n_patterns + 1)
+    patterns = values[rng.choice(n_patterns + 1, size=k, replace=bool(one_to_many))]
+    dataset = CameraRelocalisation(centres=centres, patterns=patterns, half_width=half_width, noise=noise)
+    return dataset._with_points(n_samples, test_fraction, rng)
+
+
+DATASETS: dict[str, Callable[..., ToyDataset]] = {
+    "linear": linear_mixture,
+    "sinusoid": inverted_sinusoid_mixture,
+    "camera": camera_relocalisation,
+}
+"""Short name -> generator, for loops over all three datasets."""
