@@ -57,6 +57,36 @@ def _normal_logpdf(value: np.ndarray, mean: np.ndarray, sd: np.ndarray | float) 
     return -0.5 * z * z - np.log(sd) - _LOG_SQRT_2PI
 
 
+def _log_gaussian_mixture(x: np.ndarray, log_a: np.ndarray, mean_x: np.ndarray, sd: float | np.ndarray) -> np.ndarray:
+    """log sum_c exp(log_a[..., c]) N(x; mean_x[..., c], sd_c^2), for every dataset's log p(x, y).
+
+    All three processes have this form, with ``log_a`` = log p(c) + log p(y | c) and ``mean_x`` the
+    curve each component maps y to: both depend on y alone (shape ``y.shape + (K,)``), so on a grid
+    they cost nothing, and the work over the (x, y) grid is a few in-place passes per component
+    (log-sum-exp with a running maximum), which is what makes large heat maps fast.
+    """
+    sd = np.broadcast_to(sd, log_a.shape[-1:])
+    scale, constant = -0.5 / sd**2, -np.log(sd) - _LOG_SQRT_2PI
+    terms, peak = [], None
+    for c in range(log_a.shape[-1]):
+        term = np.asarray(np.subtract(x, mean_x[..., c]))  # 0-d for scalars, so in-place ops work
+        np.square(term, out=term)
+        term *= scale[c]
+        term += log_a[..., c] + constant[c]
+        terms.append(term)
+        peak = term.copy() if peak is None else np.maximum(peak, term, out=peak)
+    if len(terms) == 1:
+        return terms[0]
+    peak[~np.isfinite(peak)] = 0.0  # every term -inf: the sum stays exactly 0 and its log -inf
+    total = np.zeros_like(peak)
+    for term in terms:
+        term -= peak
+        total += np.exp(term, out=term)
+    with np.errstate(divide="ignore"):
+        np.log(total, out=total)
+    return np.add(total, peak, out=total)
+
+
 def _full(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """``values`` as a fresh array of the query's broadcast shape."""
     return values if values.shape == shape else np.broadcast_to(values, shape).copy()
@@ -243,13 +273,9 @@ class LinearMixture(ToyDataset):
         return x, y, c
 
     def _log_joint(self, x, y):
-        y_, x_ = y[..., None], x[..., None]  # (..., 1) against (K,)
-        terms = (
-            np.log(self.weights)
-            + _normal_logpdf(y_, self.means, 1.0)
-            + _normal_logpdf(x_, self.slopes * y_ + self.offsets, self.noise)
-        )
-        return logsumexp_last(terms)
+        y_ = y[..., None]  # (..., 1) against the components (K,)
+        log_a = np.log(self.weights) + _normal_logpdf(y_, self.means, 1.0)
+        return _log_gaussian_mixture(x, log_a, self.slopes * y_ + self.offsets, self.noise)
 
     def _x_given_c(self) -> tuple[np.ndarray, np.ndarray]:
         return self.slopes * self.means + self.offsets, np.sqrt(self.slopes**2 + self.noise**2)
@@ -270,7 +296,7 @@ class LinearMixture(ToyDataset):
         # The posterior form, not log_joint - log_marginal_x: far from the data both of those are
         # about -x^2 / 2 and their difference would lose every digit.
         log_w, m, sd = self._posterior(x)
-        return logsumexp_last(log_w + _normal_logpdf(y[..., None], m, sd))
+        return _log_gaussian_mixture(y, log_w, m, sd)  # a Gaussian mixture in y, given x
 
     def _sample_conditional(self, x, n, rng):
         log_w, m, sd = self._posterior(x)  # (m_x, K)
@@ -368,13 +394,10 @@ class InvertedSinusoidMixture(ToyDataset):
         x = self._f(y[:, None])[np.arange(n), c] + self.noise * rng.standard_normal(n)
         return x, y, c
 
-    def _log_joint_terms(self, x, y):
-        """log p(c) + log p(y | c) + log p(x | y, c): shape (..., K)."""
-        y_, x_ = y[..., None], x[..., None]
-        return np.log(self.weights) + _normal_logpdf(y_, self.means, 1.0) + _normal_logpdf(x_, self._f(y_), self.noise)
-
     def _log_joint(self, x, y):
-        return logsumexp_last(self._log_joint_terms(x, y))
+        y_ = y[..., None]  # (..., 1) against the components (K,)
+        log_a = np.log(self.weights) + _normal_logpdf(y_, self.means, 1.0)
+        return _log_gaussian_mixture(x, log_a, self._f(y_), self.noise)
 
     # ---- quadrature ----------------------------------------------------------------------------
     def _quadrature_window(self, x: np.ndarray, c: int) -> tuple[np.ndarray, float, np.ndarray]:
@@ -545,8 +568,9 @@ class CameraRelocalisation(ToyDataset):
         return (y >= -self.half_width) & (y <= self.half_width)
 
     def _log_joint(self, x, y):
-        log_p = _normal_logpdf(x, self.patterns[self.location(y)], self.noise) - np.log(2 * self.half_width)
-        return np.where(self._inside(y), log_p, -np.inf)
+        with np.errstate(divide="ignore"):
+            log_py = np.log(self._inside(y) / (2 * self.half_width))  # uniform: -inf outside [-T, T]
+        return _log_gaussian_mixture(x, log_py[..., None], self.patterns[self.location(y)][..., None], self.noise)
 
     def _log_weights(self, x: np.ndarray) -> np.ndarray:
         """log p(c) + log p(x | c) with p(c) = |cell_c| / 2T: shape x.shape + (K,)."""
