@@ -419,10 +419,19 @@ class InvertedSinusoidMixture(ToyDataset):
         step = self.noise / (self.quad_oversample * np.sqrt(curvature))
         return centre - half_shift - margin, 2 * (half_shift + margin), step
 
-    def _quadrature_nodes(self, x: np.ndarray, c: int) -> tuple[np.ndarray, float]:
-        """Nodes (len(x), N) with one spacing h for all rows (the finest any row needs), for p(x | c)."""
-        start, width, step = self._quadrature_window(x, c)
-        n_nodes = min(int(np.ceil(width / step.min())) + 1, _MAX_QUADRATURE_NODES)
+    def _node_counts(self, x: np.ndarray, c: int) -> np.ndarray:
+        """Nodes each x needs for p(x | c), rounded up to quarter octaves so that x alike share a count.
+
+        The count depends on x alone, never on the other x in a query, so log p(x) is the same
+        number however a grid is cut into blocks.
+        """
+        _, width, step = self._quadrature_window(x, c)
+        needed = np.ceil(width / step) + 1
+        return np.minimum(2.0 ** (np.ceil(4 * np.log2(needed)) / 4), _MAX_QUADRATURE_NODES).astype(np.int64)
+
+    def _quadrature_nodes(self, x: np.ndarray, c: int, n_nodes: int) -> tuple[np.ndarray, float]:
+        """``n_nodes`` evenly spaced nodes per x over its window: (len(x), n_nodes), and their spacing h."""
+        start, width, _ = self._quadrature_window(x, c)
         h = width / (n_nodes - 1)
         return start[:, None] + h * np.arange(n_nodes), h
 
@@ -432,20 +441,17 @@ class InvertedSinusoidMixture(ToyDataset):
         return _normal_logpdf(nodes, self.means[c], 1.0) + _normal_logpdf(x[:, None], f, self.noise)
 
     def _log_x_given_c(self, x: np.ndarray) -> np.ndarray:
-        """log p(x | c) for a 1-D x: shape (len(x), K), chunked so memory stays bounded."""
+        """log p(x | c) for a 1-D x: shape (len(x), K), in chunks so memory stays bounded."""
         out = np.empty((len(x), self.n_components))
         for c in range(self.n_components):
-            _, width, step = self._quadrature_window(x, c)
-            order = np.argsort(step)  # finest first, so a chunk's first row needs the most nodes
-            start = 0
-            while start < len(x):
-                n_nodes = min(int(np.ceil(width / step[order[start]])) + 1, _MAX_QUADRATURE_NODES)
-                rows = max(1, _CHUNK_ELEMENTS // n_nodes)
-                index = order[start : start + rows]
-                nodes, h = self._quadrature_nodes(x[index], c)
-                # Trapezoid: the end nodes are far out in the tails, so their half weights don't matter.
-                out[index, c] = logsumexp_last(self._log_integrand(x[index], nodes, c)) + np.log(h)
-                start += rows
+            counts = self._node_counts(x, c)
+            for n_nodes in np.unique(counts):
+                index = np.flatnonzero(counts == n_nodes)
+                rows = max(1, _CHUNK_ELEMENTS // int(n_nodes))
+                for chunk in np.array_split(index, -(-len(index) // rows)):
+                    nodes, h = self._quadrature_nodes(x[chunk], c, int(n_nodes))
+                    # Trapezoid: the end nodes lie far out in the tails, so their half weights don't matter.
+                    out[chunk, c] = logsumexp_last(self._log_integrand(x[chunk], nodes, c)) + np.log(h)
         return out
 
     def _log_marginal_x(self, x):
@@ -465,7 +471,7 @@ class InvertedSinusoidMixture(ToyDataset):
         for c in range(self.n_components):
             columns = np.flatnonzero((components == c).any(axis=0))
             for i in columns:
-                nodes, _ = self._quadrature_nodes(x[i : i + 1], c)
+                nodes, _ = self._quadrature_nodes(x[i : i + 1], c, int(self._node_counts(x[i : i + 1], c)[0]))
                 log_g = self._log_integrand(x[i : i + 1], nodes, c)[0]
                 g = np.exp(log_g - log_g.max())
                 cdf = np.concatenate([[0.0], np.cumsum(0.5 * (g[1:] + g[:-1]))])

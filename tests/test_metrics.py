@@ -1,0 +1,135 @@
+"""Metrics against the truth, checked on cases with known answers."""
+
+import numpy as np
+import pytest
+from conftest import GaussianConditional, MixtureConditional
+from scipy import stats
+
+from generate_dataset import DATASETS
+from utilis.metrics import (
+    bayes_gap,
+    best_of_k_error,
+    count_modes,
+    find_modes,
+    kl_divergence,
+    mode_recall_precision,
+    nll,
+)
+
+
+def gaussian_kl(m1, s1, m2, s2):
+    """KL(N(m1, s1^2) || N(m2, s2^2)) in closed form."""
+    return np.log(s2 / s1) + (s1**2 + (m1 - m2) ** 2) / (2 * s2**2) - 0.5
+
+
+def test_nll_matches_scipy(gaussian):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=500), rng.normal(size=500)
+    assert nll(gaussian, x, y) == pytest.approx(-stats.norm.logpdf(y, 0.5 * x + 1.0, 0.7).mean(), rel=1e-12)
+
+
+def test_gap_of_truth_to_itself_is_zero():
+    for make in DATASETS.values():
+        data = make(seed=1)
+        x, y, _ = data.sample(2000, seed=2)
+        gap = bayes_gap(data.truth, data.truth, x, y)
+        assert gap.gap == 0.0 and gap.stderr == 0.0 and gap.model_nll == gap.truth_nll
+
+
+def test_gap_estimates_the_closed_form_kl():
+    truth, model = GaussianConditional(1.0, 0.0, 0.5), GaussianConditional(1.0, 0.3, 0.8)
+    x = np.random.default_rng(0).normal(size=50_000)
+    y = truth.sample(x, 1, seed=1)[0]
+    gap = bayes_gap(model, truth, x, y)
+    expected = gaussian_kl(0.0, 0.5, 0.3, 0.8)
+    assert abs(gap.gap - expected) < 4 * gap.stderr
+    assert gap.stderr < 0.01
+
+
+def test_kl_on_grid_matches_closed_form():
+    truth, model = GaussianConditional(2.0, 0.0, 0.5), GaussianConditional(1.0, 1.0, 1.2)
+    x = np.array([-1.0, 0.0, 0.5, 2.0, 0.0])  # unsorted, with a repeat
+    y = np.linspace(-15, 15, 20_001)
+    expected = gaussian_kl(2.0 * x, 0.5, x + 1.0, 1.2)
+    np.testing.assert_allclose(kl_divergence(truth, model, x, y), expected, rtol=1e-8)
+    np.testing.assert_allclose(kl_divergence(truth, truth, x, y), 0.0, atol=1e-12)
+
+
+def test_kl_is_zero_where_truth_is_zero():
+    data = DATASETS["camera"](seed=0)
+    y = np.linspace(-150, 150, 3001)  # beyond [-T, T] the truth is exactly 0
+    kl = kl_divergence(data.truth, data.truth, [0.0, 0.5], y)
+    np.testing.assert_allclose(kl, 0.0, atol=1e-12)
+
+
+def test_find_modes(bimodal):
+    y = np.linspace(-8, 8, 4001)
+    np.testing.assert_allclose(find_modes(bimodal.log_prob(y, 0.0), y), [-3.0, 3.0], atol=0.005)
+    lopsided = MixtureConditional([0.97, 0.03], [-3.0, 3.0], [0.5, 0.5])
+    np.testing.assert_allclose(find_modes(lopsided.log_prob(y, 0.0), y, min_mass=0.05), [-3.0], atol=0.005)
+    assert len(find_modes(lopsided.log_prob(y, 0.0), y, min_mass=0.01)) == 2
+    # a plateau counts once, at its middle; a peak at the grid's edge is found
+    with np.errstate(divide="ignore"):
+        uniform = np.log(np.where((y > 1) & (y < 3), 0.5, 0.0))
+    np.testing.assert_allclose(find_modes(uniform, y), [2.0], atol=0.005)
+    np.testing.assert_allclose(find_modes(-y, y), [-8.0])
+
+
+def test_modes_of_truth_against_itself():
+    for make in DATASETS.values():
+        data = make(seed=0)
+        x = np.linspace(*data.x_range, 25)
+        y = np.linspace(*data.y_range, 4000)
+        scores = mode_recall_precision(data.truth, data.truth, x, y, tolerance=0.05)
+        assert scores.recall == 1.0 and scores.precision == 1.0 and scores.true_modes >= 25
+
+
+def test_mode_recall_and_precision(bimodal):
+    y, x = np.linspace(-8, 8, 4001), np.zeros(10)
+    one_branch = MixtureConditional([1.0], [3.0], [0.5])
+    scores = mode_recall_precision(bimodal, one_branch, x, y, tolerance=0.2)
+    assert (scores.recall, scores.precision) == (0.5, 1.0)
+    between = MixtureConditional([1.0], [0.0], [3.0])  # what MSE regression learns
+    assert mode_recall_precision(bimodal, between, x, y, tolerance=0.2).recall == 0.0
+    invented = MixtureConditional([0.3, 0.4, 0.3], [-3.0, 0.0, 3.0], [0.5, 0.5, 0.5])
+    scores = mode_recall_precision(bimodal, invented, x, y, tolerance=0.2)
+    assert scores.recall == 1.0 and scores.precision == pytest.approx(2 / 3)
+
+
+def test_count_modes(bimodal):
+    assert list(count_modes(bimodal, [0.0, 1.0], np.linspace(-8, 8, 2001))) == [2, 2]
+
+
+def test_best_of_k(gaussian):
+    x = np.zeros(20_000)
+    y = gaussian.mean(x)
+    # one sample: E|N(0, s^2)| = s sqrt(2 / pi)
+    assert best_of_k_error(gaussian, x, y, 1, seed=0) == pytest.approx(0.7 * np.sqrt(2 / np.pi), rel=0.02)
+    errors = [best_of_k_error(gaussian, x, y, k, seed=0) for k in (1, 5, 20)]
+    assert errors[0] > errors[1] > errors[2]
+
+
+def test_best_of_k_finds_every_branch(bimodal):
+    x = np.zeros(2000)
+    y = bimodal.sample(x, 1, seed=0)[0]
+    one_branch = MixtureConditional([1.0], [3.0], [0.5])
+    assert best_of_k_error(bimodal, x, y, 10, seed=1) < 0.2 < best_of_k_error(one_branch, x, y, 10, seed=1)
+
+
+def test_bad_inputs(gaussian):
+    with pytest.raises(ValueError, match="y must have the shape of x"):
+        nll(gaussian, np.zeros(3), np.zeros(4))
+    with pytest.raises(ValueError, match="x must be finite"):
+        bayes_gap(gaussian, gaussian, [np.nan], [0.0])
+    with pytest.raises(ValueError, match="x must be a non-empty"):
+        nll(gaussian, [], [])
+    with pytest.raises(ValueError, match="y_grid must be strictly increasing"):
+        kl_divergence(gaussian, gaussian, [0.0], [1.0, 0.0])
+    with pytest.raises(ValueError, match="tolerance"):
+        mode_recall_precision(gaussian, gaussian, [0.0], [0.0, 1.0], tolerance=0)
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        best_of_k_error(gaussian, [0.0], [0.0], 0)
+    with pytest.raises(ValueError, match="min_mass"):
+        find_modes(np.zeros(3), [0.0, 1.0, 2.0], min_mass=1.5)
+    with pytest.raises(ValueError, match="log_density must have the shape"):
+        find_modes(np.zeros(2), [0.0, 1.0, 2.0])

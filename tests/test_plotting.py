@@ -1,0 +1,83 @@
+"""Plot helpers: right axes and values, composable (no plt.show), bad input refused."""
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.collections import QuadMesh
+
+from generate_dataset import DATASETS
+from utilis.density import log_conditional_grid
+from utilis.plotting import plot_conditionals, plot_dataset, plot_heatmap, plot_model_vs_truth
+
+
+@pytest.fixture(autouse=True)
+def no_show_and_close(monkeypatch):
+    def refuse():
+        raise AssertionError("helpers must not call plt.show()")
+
+    monkeypatch.setattr(plt, "show", refuse)
+    yield
+    plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return DATASETS["linear"](n_samples=300, seed=0)
+
+
+def test_dataset_scatter(data, tmp_path):
+    ax = plot_dataset(data)
+    assert len(ax.collections) == data.n_components
+    assert sum(len(c.get_offsets()) for c in ax.collections) == len(data.x_train)
+    assert ax.get_xlabel() and ax.get_ylabel() and ax.get_legend() is not None
+    ax.figure.savefig(tmp_path / "scatter.png")
+    with pytest.raises(ValueError, match="split"):
+        plot_dataset(data, split="validation")
+
+
+def test_heatmap_axes_and_orientation(data):
+    x, y = np.linspace(-3, 5, 40), np.linspace(-2, 7, 30)
+    values = np.log(np.outer(np.linspace(1, 2, 30), np.ones(40)))  # grows with y: brightest at the top
+    ax = plot_heatmap(values, x, y, title="t", label="p")
+    mesh = next(c for c in ax.collections if isinstance(c, QuadMesh))
+    coordinates = mesh.get_coordinates()  # (rows + 1, columns + 1, 2): cell corners
+    assert coordinates[0, 0, 0] == pytest.approx(x[0] - 0.5 * (x[1] - x[0]))  # real x on the axis
+    assert coordinates[-1, 0, 1] == pytest.approx(y[-1] + 0.5 * (y[1] - y[0]))  # real y, increasing upwards
+    shown = np.asarray(mesh.get_array()).reshape(30, 40)
+    assert shown[-1, 0] == pytest.approx(2.0) and shown[0, 0] == pytest.approx(1.0)  # row 0 is y[0], the bottom
+    assert len(ax.figure.axes) == 2  # the colour bar
+    assert ax.get_xlabel().startswith("x") and ax.get_ylabel().startswith("y")
+    with pytest.raises(ValueError, match="log_values must have shape"):
+        plot_heatmap(values.T, x, y)
+
+
+def test_conditionals(data):
+    y = np.linspace(*data.y_range, 200)
+    x_star = [data.x_range[0] + 3, 0.5 * sum(data.x_range)]
+    axes = plot_conditionals({"truth": data.truth, "again": data.truth}, x_star, y, data=data, window=2.0)
+    assert len(axes) == 2
+    for ax, xs in zip(axes, x_star):
+        lines = ax.get_lines()
+        assert [line.get_label() for line in lines] == ["truth", "again"]
+        assert lines[0].get_linestyle() == "--"
+        np.testing.assert_allclose(lines[0].get_ydata(), np.exp(data.log_prob(y, xs)), rtol=1e-12)
+    assert any(len(ax.patches) for ax in axes)  # the nearby data's histogram
+    with pytest.raises(ValueError, match="axes must hold one axis per x"):
+        plot_conditionals({"truth": data.truth}, x_star, y, axes=[plt.gca()])
+    with pytest.raises(ValueError, match="densities"):
+        plot_conditionals({}, x_star, y)
+
+
+def test_model_vs_truth_share_a_scale(data, tmp_path):
+    x, y = np.linspace(*data.x_range, 50), np.linspace(*data.y_range, 60)
+    for kind in ("conditional", "joint"):
+        axes = plot_model_vs_truth(data.truth, data.truth, x, y, kind=kind)
+        meshes = [next(c for c in ax.collections if isinstance(c, QuadMesh)) for ax in axes]
+        assert meshes[0].get_clim() == meshes[1].get_clim()
+        np.testing.assert_array_equal(meshes[0].get_array(), meshes[1].get_array())
+    expected = np.exp(log_conditional_grid(data.truth, x, y)).ravel()
+    axes = plot_model_vs_truth(data.truth, data.truth, x, y)
+    np.testing.assert_allclose(np.asarray(axes[0].collections[0].get_array()).ravel(), expected)
+    axes[0].figure.savefig(tmp_path / "panel.png")
+    with pytest.raises(ValueError, match="kind"):
+        plot_model_vs_truth(data.truth, data.truth, x, y, kind="marginal")

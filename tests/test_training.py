@@ -1,0 +1,126 @@
+"""The shared training loop: known optimum, exact repeats, early stopping, NaN and bad arguments."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from utilis.training import History, nll_loss, pick_device, train
+
+
+class LinearGaussian(nn.Module):
+    """y | x ~ N(a x + b, exp(log_sd)^2): its maximum-likelihood optimum is least squares."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(1, 1)
+        self.log_sd = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        return torch.distributions.Normal(self.linear(x[:, None])[:, 0], self.log_sd.exp())
+
+
+def line_data(n=2000, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-2, 2, n)
+    return x, 2.0 * x + 1.0 + 0.3 * rng.standard_normal(n)
+
+
+def test_reaches_the_known_optimum():
+    # Full batches, and a validation half big enough that its best epoch is the training optimum.
+    x, y = line_data(10_000)
+    torch.manual_seed(0)
+    model = LinearGaussian()
+    history = train(
+        model, x, y, epochs=600, lr=0.02, batch_size=len(x), val_fraction=0.5, patience=600, progress=False, seed=0
+    )
+    # The maximum-likelihood answer on the training split: least squares and the residual spread.
+    keep = np.setdiff1d(np.arange(len(x)), history.val_index)
+    design = np.stack([x[keep], np.ones(len(keep))], axis=1)
+    (slope, offset), *_ = np.linalg.lstsq(design, y[keep], rcond=None)
+    sd = np.std(y[keep] - design @ [slope, offset])
+    assert model.linear.weight.item() == pytest.approx(slope, abs=0.01)
+    assert model.linear.bias.item() == pytest.approx(offset, abs=0.01)
+    assert model.log_sd.exp().item() == pytest.approx(sd, rel=0.02)
+    assert history.train_loss[-1] < history.train_loss[0]
+
+
+def test_same_seed_same_run():
+    x, y = line_data(500)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(1)
+        model = LinearGaussian()
+        history = train(model, x, y, epochs=15, lr=0.01, progress=False, seed=3)
+        runs.append((history, [p.detach().clone() for p in model.parameters()]))
+    assert runs[0][0].train_loss == runs[1][0].train_loss and runs[0][0].val_loss == runs[1][0].val_loss
+    for a, b in zip(runs[0][1], runs[1][1]):
+        assert torch.equal(a, b)
+    torch.manual_seed(1)
+    other = train(LinearGaussian(), x, y, epochs=15, lr=0.01, progress=False, seed=4)
+    assert other.train_loss != runs[0][0].train_loss
+
+
+def test_early_stopping_restores_the_best_weights():
+    # Few points and a big step: the validation loss bounces, so the last epoch is not the best.
+    x, y = line_data(60, seed=2)
+    torch.manual_seed(0)
+    model = LinearGaussian()
+    history = train(model, x, y, epochs=200, lr=0.5, batch_size=8, patience=5, progress=False, seed=0)
+    assert isinstance(history, History) and history.stopped_early
+    assert len(history.val_loss) == history.best_epoch + 6
+    with torch.no_grad():
+        index = torch.as_tensor(history.val_index)
+        val = nll_loss(
+            model, torch.as_tensor(x, dtype=torch.float32)[index], torch.as_tensor(y, dtype=torch.float32)[index]
+        )
+    assert val.item() == pytest.approx(min(history.val_loss), rel=1e-6)
+    assert not model.training
+
+
+def test_gradient_clipping_bounds_the_step():
+    x, y = line_data(100)
+    x, y = x, 1e4 * y  # huge gradients
+    torch.manual_seed(0)
+    model = LinearGaussian()
+    before = model.linear.weight.item()
+    train(model, x, y, epochs=1, lr=1.0, batch_size=100, clip_norm=1e-3, val_fraction=0.5, progress=False)
+    assert abs(model.linear.weight.item() - before) <= 1.0 + 1e-6  # Adam's first step is at most lr
+
+
+def test_nan_loss_raises():
+    x, y = line_data(100)
+    with pytest.raises(FloatingPointError, match="loss became nan"):
+        train(LinearGaussian(), x, y, loss=lambda m, xb, yb: nll_loss(m, xb, yb) * torch.nan, progress=False)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"lr": -1.0}, "lr"),
+        ({"val_fraction": 1.0}, "val_fraction"),
+        ({"val_fraction": 0.0}, "val_fraction"),
+        ({"patience": 0}, "patience"),
+        ({"clip_norm": 0.0}, "clip_norm"),
+    ],
+)
+def test_bad_arguments_raise(kwargs, message):
+    x, y = line_data(50)
+    with pytest.raises(ValueError, match=message):
+        train(LinearGaussian(), x, y, progress=False, **kwargs)
+
+
+def test_bad_data_raise():
+    with pytest.raises(ValueError, match="same number of points"):
+        train(LinearGaussian(), np.zeros(10), np.zeros(9), progress=False)
+    with pytest.raises(ValueError, match="y must be finite"):
+        train(LinearGaussian(), np.zeros(10), np.full(10, np.nan), progress=False)
+    with pytest.raises(ValueError, match="leaves no training points"):
+        train(LinearGaussian(), np.zeros(1), np.zeros(1), progress=False)
+
+
+def test_device_choice():
+    assert pick_device("cpu") == torch.device("cpu")
+    assert pick_device().type == ("cuda" if torch.cuda.is_available() else "cpu")

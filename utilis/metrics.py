@@ -1,0 +1,207 @@
+"""Scores of a conditional density against the truth.
+
+Every function takes densities that speak the conditional-density protocol and points (x, y), so a
+dataset's exact density and any trained model are scored by the same code.
+
+- :func:`nll`: mean negative log-likelihood, in nats.
+- :func:`bayes_gap`: a model's NLL minus the truth's on the same points (the Bayes floor), with a
+  standard error; it estimates the mean KL(truth || model) over p(x), and 0 is the limit.
+- :func:`kl_divergence`: KL(truth || model) on a y grid at each x.
+- :func:`find_modes`, :func:`mode_recall_precision`: the modes of p(y|x) a model finds and invents.
+- :func:`best_of_k_error`: the oracle error of k samples, as multiple-hypothesis papers report it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy import integrate, signal
+
+from utilis.density import check_grid, log_conditional_grid
+from utilis.protocol import ConditionalDensity, as_generator, check_count, check_positive, finite_array
+
+__all__ = [
+    "Gap",
+    "ModeScores",
+    "bayes_gap",
+    "best_of_k_error",
+    "count_modes",
+    "find_modes",
+    "kl_divergence",
+    "mode_recall_precision",
+    "nll",
+]
+
+
+def _check_points(x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    x_array, y_array = np.atleast_1d(finite_array(x, "x")), np.atleast_1d(finite_array(y, "y"))
+    if x_array.ndim != 1 or x_array.size == 0:
+        raise ValueError(f"x must be a non-empty 1-D array, got shape {x_array.shape}")
+    if y_array.shape != x_array.shape:
+        raise ValueError(f"y must have the shape of x, {x_array.shape}, got {y_array.shape}")
+    return x_array, y_array
+
+
+def _log_likelihoods(density: ConditionalDensity, x: np.ndarray, y: np.ndarray, name: str) -> np.ndarray:
+    log_p = np.asarray(density.log_prob(y, x), dtype=np.float64)
+    if log_p.shape != x.shape:
+        raise ValueError(f"{name}.log_prob returned shape {log_p.shape} for {x.shape} points")
+    if np.isnan(log_p).any():
+        raise ValueError(f"{name}.log_prob returned NaN at x = {x[np.isnan(log_p)][0]}")
+    return log_p
+
+
+def nll(density: ConditionalDensity, x: ArrayLike, y: ArrayLike) -> float:
+    """Mean negative log-likelihood -1/n sum_i log p(y_i | x_i), in nats (inf if a point has density 0)."""
+    x, y = _check_points(x, y)
+    return float(-_log_likelihoods(density, x, y, "density").mean())
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A model's NLL minus the truth's on the same points, with the standard error of that mean."""
+
+    gap: float
+    stderr: float
+    model_nll: float
+    truth_nll: float
+
+    def __str__(self) -> str:
+        return f"{self.gap:.4f} ± {self.stderr:.4f} nats (model {self.model_nll:.4f}, Bayes floor {self.truth_nll:.4f})"
+
+
+def bayes_gap(model: ConditionalDensity, truth: ConditionalDensity, x: ArrayLike, y: ArrayLike) -> Gap:
+    """The gap to the Bayes floor: mean over points of log p(y|x) - log q(y|x), with its standard error.
+
+    Use a large fresh sample from the dataset (``x, y, _ = data.sample(20_000)``): the mean of the
+    paired differences is an unbiased estimate of E_x KL(p(.|x) || q(.|x)), and pairing removes most
+    of the noise that the two NLLs carry on their own.
+    """
+    x, y = _check_points(x, y)
+    log_q = _log_likelihoods(model, x, y, "model")
+    log_p = _log_likelihoods(truth, x, y, "truth")
+    difference = log_p - log_q
+    stderr = float(difference.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
+    return Gap(float(difference.mean()), stderr, float(-log_q.mean()), float(-log_p.mean()))
+
+
+def kl_divergence(truth: ConditionalDensity, model: ConditionalDensity, x: ArrayLike, y_grid: ArrayLike) -> np.ndarray:
+    """KL(truth(.|x) || model(.|x)) at each x, by the trapezoidal rule on ``y_grid``: shape (len(x),).
+
+    The grid must hold the truth's mass and resolve its narrowest peak; where the truth is 0 the
+    integrand is 0. Average the result over x drawn from p(x) for the mean KL.
+    """
+    x_points = np.atleast_1d(finite_array(x, "x"))
+    if x_points.ndim != 1 or x_points.size == 0:
+        raise ValueError(f"x must be a non-empty 1-D array, got shape {x_points.shape}")
+    y = check_grid(y_grid, "y_grid")
+    if len(y) < 2:
+        raise ValueError(f"y_grid needs at least 2 points, got {len(y)}")
+    order = np.argsort(x_points)
+    sorted_x = x_points[order]
+    if np.any(np.diff(sorted_x) == 0):  # repeated x: evaluate each distinct x once
+        unique, inverse = np.unique(x_points, return_inverse=True)
+        return kl_divergence(truth, model, unique, y)[inverse]
+    log_p = log_conditional_grid(truth, sorted_x, y)  # (n_y, n_x)
+    log_q = log_conditional_grid(model, sorted_x, y)
+    p = np.exp(log_p)
+    with np.errstate(invalid="ignore"):
+        integrand = np.where(p > 0, p * (log_p - log_q), 0.0)
+    kl = np.empty(len(x_points))
+    kl[order] = integrate.trapezoid(integrand, y, axis=0)
+    return kl
+
+
+def find_modes(log_density: ArrayLike, y_grid: ArrayLike, min_mass: float = 0.05) -> np.ndarray:
+    """The modes of one density on a grid: peaks whose basin holds at least ``min_mass`` of the mass.
+
+    A peak's basin runs to the lowest points between it and its neighbouring peaks. A flat peak (a
+    plateau, as a uniform density has) counts once, at its middle. Peaks lower than 1e-6 of the
+    highest, numerical ripples, are ignored. Returns the y of each mode, increasing.
+    """
+    y = check_grid(y_grid, "y_grid")
+    log_p = np.asarray(log_density, dtype=np.float64)
+    if log_p.shape != y.shape:
+        raise ValueError(f"log_density must have the shape of y_grid, {y.shape}, got {log_p.shape}")
+    if np.isnan(log_p).any() or np.all(log_p == -np.inf):
+        raise ValueError("log_density must be a density on the grid: no NaN, not -inf everywhere")
+    if not 0 <= min_mass < 1:
+        raise ValueError(f"min_mass must be in [0, 1), got {min_mass}")
+    p = np.exp(log_p - log_p.max())
+    padded = np.concatenate([[0.0], p, [0.0]])  # so that peaks at the grid's ends are found
+    peaks, _ = signal.find_peaks(padded, prominence=1e-6)
+    peaks -= 1
+    if len(peaks) == 0:
+        return np.empty(0)
+    cuts = [0] + [a + int(np.argmin(p[a : b + 1])) for a, b in zip(peaks[:-1], peaks[1:])] + [len(p) - 1]
+    masses = np.array([integrate.trapezoid(p[lo : hi + 1], y[lo : hi + 1]) for lo, hi in zip(cuts[:-1], cuts[1:])])
+    masses /= integrate.trapezoid(p, y)
+    return y[peaks[masses >= min_mass]]
+
+
+@dataclass(frozen=True)
+class ModeScores:
+    """Pooled over the x points: the share of true modes the model finds, and of its modes that are true."""
+
+    recall: float
+    precision: float
+    true_modes: int
+    model_modes: int
+
+
+def mode_recall_precision(
+    truth: ConditionalDensity,
+    model: ConditionalDensity,
+    x: ArrayLike,
+    y_grid: ArrayLike,
+    tolerance: float,
+    min_mass: float = 0.05,
+) -> ModeScores:
+    """Mode recall (true modes with a model mode within ``tolerance``) and precision (model modes with a
+    true mode within ``tolerance``), counted over all x. Modes are peaks holding ``min_mass``
+    (:func:`find_modes`). A density with no modes at any x scores 1 on what it has nothing to miss.
+    """
+    tolerance = check_positive(tolerance, "tolerance")
+    x_points = np.atleast_1d(finite_array(x, "x"))
+    y = check_grid(y_grid, "y_grid")
+    unique, counts = np.unique(x_points, return_counts=True)  # a repeated x counts as often as it appears
+    log_p = log_conditional_grid(truth, unique, y)
+    log_q = log_conditional_grid(model, unique, y)
+    found = n_true = matched = n_model = 0
+    for column, weight in enumerate(counts):
+        true_modes = find_modes(log_p[:, column], y, min_mass)
+        model_modes = find_modes(log_q[:, column], y, min_mass)
+        distance = np.abs(true_modes[:, None] - model_modes[None, :])  # (true, model)
+        found += weight * int((distance <= tolerance).any(axis=1).sum())
+        matched += weight * int((distance <= tolerance).any(axis=0).sum())
+        n_true += weight * len(true_modes)
+        n_model += weight * len(model_modes)
+    return ModeScores(
+        recall=float(found / n_true) if n_true else 1.0,
+        precision=float(matched / n_model) if n_model else 1.0,
+        true_modes=int(n_true),
+        model_modes=int(n_model),
+    )
+
+
+def best_of_k_error(
+    model: ConditionalDensity, x: ArrayLike, y: ArrayLike, k: int, seed: int | np.random.Generator | None = None
+) -> float:
+    """The oracle (best-of-k) error: mean over points of min_j |y_i - s_ij| for k samples s_ij ~ q(.|x_i)."""
+    x, y = _check_points(x, y)
+    k = check_count(k, "k")
+    samples = np.asarray(model.sample(x, k, seed=as_generator(seed)), dtype=np.float64)
+    if samples.shape != (k, len(x)):
+        raise ValueError(f"model.sample returned shape {samples.shape}, expected {(k, len(x))}")
+    return float(np.abs(samples - y[None, :]).min(axis=0).mean())
+
+
+def count_modes(
+    density: ConditionalDensity, x_grid: ArrayLike, y_grid: ArrayLike, min_mass: float = 0.05
+) -> np.ndarray:
+    """The number of modes of p(y | x) (peaks holding ``min_mass``, see :func:`find_modes`) at each x."""
+    y = check_grid(y_grid, "y_grid")
+    log_p = log_conditional_grid(density, x_grid, y)
+    return np.array([len(find_modes(log_p[:, column], y, min_mass)) for column in range(log_p.shape[1])])

@@ -1,0 +1,132 @@
+"""Figures for one-to-many problems: the data, p(y|x*) curves, heat maps, model beside truth.
+
+Every helper draws on matplotlib axes it is given (or makes them) and returns them; none calls
+``plt.show()``, so figures compose and save. Densities are anything that speaks the
+conditional-density protocol; heat maps take log-densities from :mod:`utilis.density`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from numpy.typing import ArrayLike
+
+from utilis.density import check_grid, log_conditional_curves, log_conditional_grid, log_joint_grid
+from utilis.protocol import ConditionalDensity, finite_array
+
+__all__ = ["plot_conditionals", "plot_dataset", "plot_heatmap", "plot_model_vs_truth"]
+
+X_LABEL, Y_LABEL = "x (input)", "y (output)"
+
+
+def plot_dataset(data, ax: Axes | None = None, split: str = "train", size: float = 6.0) -> Axes:
+    """Scatter of a dataset's (x, y) points coloured by the component that generated each."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    x, y, c = (getattr(data, f"{v}_{split}") for v in "xyc")
+    ax = ax if ax is not None else plt.subplots(figsize=(5, 4), layout="constrained")[1]
+    k = data.n_components
+    colours = plt.get_cmap("tab10" if k <= 10 else "viridis")(np.arange(k) / max(k - 1, 1) if k > 10 else np.arange(k))
+    for component in range(k):
+        keep = c == component
+        ax.scatter(x[keep], y[keep], s=size, color=colours[component], alpha=0.6, linewidths=0,
+                   label=f"c = {component}" if k <= 10 else None)  # fmt: skip
+    if k <= 10:
+        ax.legend(title="component", fontsize="small", markerscale=2, loc="best")
+    ax.set(xlabel=X_LABEL, ylabel=Y_LABEL, title=f"{data.name}: {len(x)} {split} points")
+    return ax
+
+
+def plot_conditionals(
+    densities: Mapping[str, ConditionalDensity],
+    x_star: ArrayLike,
+    y_grid: ArrayLike,
+    data=None,
+    window: float | None = None,
+    axes: Sequence[Axes] | None = None,
+) -> np.ndarray:
+    """p(y | x*) at each x*, one panel each: every density's curve, and the data near x* as a histogram.
+
+    A density labelled "truth" is drawn black and dashed, on top. ``window``: the half-width of the
+    x slice whose training points are shown (default: 2% of the data's x range).
+    """
+    x_star = np.atleast_1d(finite_array(x_star, "x_star"))
+    y = check_grid(y_grid, "y_grid")
+    if not densities:
+        raise ValueError("densities must name at least one density")
+    if axes is None:
+        axes = plt.subplots(1, len(x_star), figsize=(3.4 * len(x_star), 3.2), layout="constrained", squeeze=False)[1][0]
+    axes = np.asarray(axes, dtype=object).ravel()
+    if len(axes) != len(x_star):
+        raise ValueError(f"axes must hold one axis per x*, {len(x_star)}, got {len(axes)}")
+    curves = {label: np.exp(log_conditional_curves(d, y, x_star)) for label, d in densities.items()}
+    if data is not None and window is None:
+        window = 0.02 * (data.x_range[1] - data.x_range[0])
+    for i, (ax, xs) in enumerate(zip(axes, x_star)):
+        if data is not None:
+            near = data.y_train[np.abs(data.x_train - xs) <= window]
+            if len(near):
+                ax.hist(near, bins=40, range=(y[0], y[-1]), density=True, color="0.8",
+                        label=f"data, |x - x*| ≤ {window:.2g} (n={len(near)})")  # fmt: skip
+        for label, values in curves.items():
+            style = {"color": "black", "linestyle": "--", "zorder": 5} if label == "truth" else {}
+            ax.plot(y, values[i], label=label, linewidth=1.5, **style)
+        ax.set(xlabel=Y_LABEL, ylabel="p(y | x*)" if i == 0 else None, title=f"x* = {xs:.3g}")
+    axes[0].legend(fontsize="x-small", loc="upper left")
+    return axes
+
+
+def plot_heatmap(
+    log_values: ArrayLike,
+    x_grid: ArrayLike,
+    y_grid: ArrayLike,
+    ax: Axes | None = None,
+    title: str | None = None,
+    label: str = "density",
+    vmax: float | None = None,
+) -> Axes:
+    """A density image (log-densities in, densities shown): rows y, columns x, real values on both axes.
+
+    ``vmax`` caps the colour scale (default: the 99.5th percentile, so one sharp peak doesn't wash out
+    the rest; the cap is marked on the colour bar).
+    """
+    x, y = check_grid(x_grid, "x_grid"), check_grid(y_grid, "y_grid")
+    values = np.exp(np.asarray(log_values, dtype=np.float64))
+    if values.shape != (len(y), len(x)):
+        raise ValueError(
+            f"log_values must have shape (len(y_grid), len(x_grid)) = {(len(y), len(x))}, got {values.shape}"
+        )
+    ax = ax if ax is not None else plt.subplots(figsize=(5, 4), layout="constrained")[1]
+    vmax = float(np.quantile(values, 0.995)) if vmax is None else vmax
+    mesh = ax.pcolormesh(x, y, values, shading="nearest", cmap="magma", vmin=0.0, vmax=vmax, rasterized=True)
+    ax.figure.colorbar(mesh, ax=ax, label=label, extend="max" if values.max() > vmax else "neither")
+    ax.set(xlabel=X_LABEL, ylabel=Y_LABEL)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_model_vs_truth(
+    model: ConditionalDensity,
+    truth: ConditionalDensity,
+    x_grid: ArrayLike,
+    y_grid: ArrayLike,
+    kind: str = "conditional",
+    model_label: str = "model",
+    axes: Sequence[Axes] | None = None,
+) -> np.ndarray:
+    """Two heat maps on one colour scale: the model's p(y|x) (or p(x, y)) beside the truth's."""
+    if kind not in ("conditional", "joint"):
+        raise ValueError(f"kind must be 'conditional' or 'joint', got {kind!r}")
+    grid = log_conditional_grid if kind == "conditional" else log_joint_grid
+    truth_values, model_values = grid(truth, x_grid, y_grid), grid(model, x_grid, y_grid)
+    if axes is None:
+        axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True, sharey=True, layout="constrained")[1]
+    vmax = float(np.quantile(np.exp(truth_values), 0.995))
+    name = "p(y | x)" if kind == "conditional" else "p(x, y)"
+    plot_heatmap(truth_values, x_grid, y_grid, axes[0], f"truth {name}", name, vmax)
+    plot_heatmap(model_values, x_grid, y_grid, axes[1], f"{model_label} {name}", name, vmax)
+    return np.asarray(axes)

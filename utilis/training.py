@@ -1,0 +1,196 @@
+"""The one training loop every model in the repository uses.
+
+Adam on minibatches, a validation split, early stopping that restores the best weights, gradient
+clipping, a tqdm progress bar (works in notebooks, off with ``progress=False``), a seed that makes a
+run repeat exactly on the CPU, and a device choice (CUDA where present, else the CPU).
+
+The default loss is the negative log-likelihood of a model whose ``forward(x)`` returns a
+``torch.distributions.Distribution`` over y: ``-model(x).log_prob(y).mean()``.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> class Gaussian(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.net = nn.Linear(1, 2)
+    ...     def forward(self, x):
+    ...         mean, log_sd = self.net(x[:, None]).unbind(-1)
+    ...         return torch.distributions.Normal(mean, log_sd.exp())
+    >>> x = torch.linspace(-1, 1, 200)
+    >>> history = train(Gaussian(), x, 2 * x, epochs=3, progress=False, seed=0)
+    >>> len(history.train_loss)
+    3
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from numpy.typing import ArrayLike
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from utilis.protocol import check_count, check_positive
+
+__all__ = ["History", "nll_loss", "pick_device", "train"]
+
+Loss = Callable[[nn.Module, Tensor, Tensor], Tensor]
+
+
+def nll_loss(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    """Mean negative log-likelihood of a model whose ``forward(x)`` returns a distribution over y."""
+    return -model(x).log_prob(y).mean()
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` as given, else CUDA where it is present, else the CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass
+class History:
+    """Loss per epoch on the training and validation splits, and the epoch whose weights were kept.
+
+    ``val_index`` holds the indices of the points that were held out for validation.
+    """
+
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+    stopped_early: bool = False
+    seconds: float = 0.0
+    val_index: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+
+    @property
+    def best_val_loss(self) -> float:
+        return self.val_loss[self.best_epoch]
+
+
+def _as_tensor(values: ArrayLike | Tensor, name: str) -> Tensor:
+    tensor = values.detach() if isinstance(values, Tensor) else torch.as_tensor(np.asarray(values, dtype=np.float32))
+    if tensor.ndim == 0 or tensor.shape[0] == 0:
+        raise ValueError(f"{name} must hold at least one point, got shape {tuple(tensor.shape)}")
+    if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+        raise ValueError(f"{name} must be finite")
+    return tensor.float() if tensor.is_floating_point() else tensor
+
+
+def train(
+    model: nn.Module,
+    x: ArrayLike | Tensor,
+    y: ArrayLike | Tensor,
+    *,
+    loss: Loss = nll_loss,
+    epochs: int = 200,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    val_fraction: float = 0.1,
+    patience: int = 20,
+    clip_norm: float | None = 10.0,
+    seed: int | None = 0,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    description: str = "training",
+) -> History:
+    """Train ``model`` on (x, y) by minibatch Adam, stop early on the validation loss, keep the best weights.
+
+    Args:
+        model: an ``nn.Module``; moved to ``device`` and left there, in eval mode, with the weights of
+            the epoch with the lowest validation loss.
+        x, y: inputs and targets, first axis the points (numpy arrays or tensors).
+        loss: ``loss(model, x_batch, y_batch)`` -> scalar tensor; the negative log-likelihood by default.
+        epochs: the most passes over the training split.
+        batch_size, lr, weight_decay: minibatch size, Adam's step size and weight decay.
+        val_fraction: share of the points held out to choose the epoch (0 < val_fraction < 1).
+        patience: stop after this many epochs without a better validation loss.
+        clip_norm: clip the gradient's norm to this (None: no clipping).
+        seed: seeds the split and the batch order (a ``torch.Generator`` of its own; nothing global),
+            so on the CPU the same seed and the same initial weights give the same run.
+        device: "cpu", "cuda", ...; None picks CUDA where present.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        The :class:`History` of losses per epoch.
+
+    Raises:
+        FloatingPointError: if the training loss becomes NaN or infinite.
+    """
+    epochs, batch_size, patience = (
+        check_count(epochs, "epochs"),
+        check_count(batch_size, "batch_size"),
+        check_count(patience, "patience"),
+    )
+    lr = check_positive(lr, "lr")
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if clip_norm is not None:
+        clip_norm = check_positive(clip_norm, "clip_norm")
+    x_all, y_all = _as_tensor(x, "x"), _as_tensor(y, "y")
+    if x_all.shape[0] != y_all.shape[0]:
+        raise ValueError(f"x and y must hold the same number of points, got {x_all.shape[0]} and {y_all.shape[0]}")
+    n = x_all.shape[0]
+    n_val = max(1, round(n * val_fraction))
+    if n - n_val < 1:
+        raise ValueError(f"val_fraction={val_fraction} leaves no training points out of {n}")
+
+    device = pick_device(device)
+    generator = torch.Generator().manual_seed(seed if seed is not None else torch.seed())
+    permutation = torch.randperm(n, generator=generator)
+    val_index, train_index = permutation[:n_val], permutation[n_val:]
+    x_train, y_train = x_all[train_index].to(device), y_all[train_index].to(device)
+    x_val, y_val = x_all[val_index].to(device), y_all[val_index].to(device)
+
+    model.to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    history = History(val_index=val_index.numpy())
+    best_state, best = copy.deepcopy(model.state_dict()), math.inf
+    start = time.perf_counter()
+    bar = tqdm(range(epochs), desc=description, disable=not progress, leave=True)
+    for epoch in bar:
+        model.train()
+        order = torch.randperm(len(x_train), generator=generator).to(device)
+        total = 0.0
+        for batch in order.split(batch_size):
+            optimiser.zero_grad(set_to_none=True)
+            value = loss(model, x_train[batch], y_train[batch])
+            if not torch.isfinite(value):
+                bar.close()
+                raise FloatingPointError(
+                    f"the training loss became {value.item()} at epoch {epoch}: lower lr, check the data's scale, "
+                    "or floor the model's scales"
+                )
+            value.backward()
+            if clip_norm is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+            optimiser.step()
+            total += value.item() * len(batch)
+        model.eval()
+        with torch.no_grad():
+            val = loss(model, x_val, y_val).item()
+        if not math.isfinite(val):
+            bar.close()
+            raise FloatingPointError(f"the validation loss became {val} at epoch {epoch}")
+        history.train_loss.append(total / len(x_train))
+        history.val_loss.append(val)
+        if val < best:
+            best, history.best_epoch = val, epoch
+            best_state = copy.deepcopy(model.state_dict())
+        bar.set_postfix(train=f"{history.train_loss[-1]:.4f}", val=f"{val:.4f}", best=f"{best:.4f}")
+        if epoch - history.best_epoch >= patience:
+            history.stopped_early = True
+            break
+    bar.close()
+    model.load_state_dict(best_state)
+    model.eval()
+    history.seconds = time.perf_counter() - start
+    return history
