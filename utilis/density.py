@@ -20,7 +20,7 @@ from numpy.typing import ArrayLike
 
 from utilis.protocol import ConditionalDensity, finite_array
 
-__all__ = ["check_grid", "log_conditional_curves", "log_conditional_grid", "log_joint_grid"]
+__all__ = ["check_grid", "conditional_mean", "log_conditional_curves", "log_conditional_grid", "log_joint_grid"]
 
 DEFAULT_BLOCK_ELEMENTS = 2**20  # grid points evaluated in one call: 8 MiB per float64 temporary
 
@@ -120,3 +120,16 @@ def log_joint_grid(
     if log_px.shape != x.shape:
         raise ValueError(f"log_marginal_x must have one value per x_grid point, shape {x.shape}, got {log_px.shape}")
     return log_conditional_grid(density, x, y, block_elements=block_elements) + log_px[None, :]
+
+
+def conditional_mean(density: ConditionalDensity, x_grid: ArrayLike, y_grid: ArrayLike) -> np.ndarray:
+    """E[y | x] at each x by the trapezoidal rule over ``y_grid`` (which must hold p(y|x)'s mass).
+
+    This is what a regression trained on squared error converges to: on a one-to-many problem, a
+    point between the branches.
+    """
+    y = check_grid(y_grid, "y_grid")
+    if len(y) < 2:
+        raise ValueError(f"y_grid needs at least 2 points, got {len(y)}")
+    p = np.exp(log_conditional_grid(density, x_grid, y))
+    return np.trapezoid(y[:, None] * p, y, axis=0) / np.trapezoid(p, y, axis=0)

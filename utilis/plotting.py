@@ -14,10 +14,11 @@ import numpy as np
 from matplotlib.axes import Axes
 from numpy.typing import ArrayLike
 
-from utilis.density import check_grid, log_conditional_curves, log_conditional_grid, log_joint_grid
+from utilis.density import check_grid, conditional_mean, log_conditional_curves, log_conditional_grid, log_joint_grid
+from utilis.metrics import count_modes
 from utilis.protocol import ConditionalDensity, finite_array
 
-__all__ = ["plot_conditionals", "plot_dataset", "plot_heatmap", "plot_model_vs_truth"]
+__all__ = ["plot_conditionals", "plot_dataset", "plot_heatmap", "plot_model_vs_truth", "plot_overview"]
 
 X_LABEL, Y_LABEL = "x (input)", "y (output)"
 
@@ -35,7 +36,8 @@ def plot_dataset(data, ax: Axes | None = None, split: str = "train", size: float
         ax.scatter(x[keep], y[keep], s=size, color=colours[component], alpha=0.6, linewidths=0,
                    label=f"c = {component}" if k <= 10 else None)  # fmt: skip
     if k <= 10:
-        ax.legend(title="component", fontsize="small", markerscale=2, loc="best")
+        outside = {"loc": "upper left", "bbox_to_anchor": (1.0, 1.0)} if k > 4 else {"loc": "best"}
+        ax.legend(title="component", fontsize="small", markerscale=2, **outside)
     ax.set(xlabel=X_LABEL, ylabel=Y_LABEL, title=f"{data.name}: {len(x)} {split} points")
     return ax
 
@@ -69,7 +71,8 @@ def plot_conditionals(
         if data is not None:
             near = data.y_train[np.abs(data.x_train - xs) <= window]
             if len(near):
-                ax.hist(near, bins=40, range=(y[0], y[-1]), density=True, color="0.8",
+                bins = np.histogram_bin_edges(near, bins="auto")  # as fine as the points allow
+                ax.hist(near, bins=bins, density=True, color="0.8",
                         label=f"data, |x - x*| ≤ {window:.2g} (n={len(near)})")  # fmt: skip
         for label, values in curves.items():
             style = {"color": "black", "linestyle": "--", "zorder": 5} if label == "truth" else {}
@@ -130,3 +133,38 @@ def plot_model_vs_truth(
     plot_heatmap(truth_values, x_grid, y_grid, axes[0], f"truth {name}", name, vmax)
     plot_heatmap(model_values, x_grid, y_grid, axes[1], f"{model_label} {name}", name, vmax)
     return np.asarray(axes)
+
+
+def plot_overview(data, x_star: ArrayLike, n_x: int = 400, n_y: int = 3000, min_mass: float = 0.05) -> plt.Figure:
+    """One dataset at a glance, from its exact density.
+
+    Top: the training points coloured by component, with E[y|x] (what squared-error regression
+    learns) and the x* below marked; the true joint p(x, y). Middle: the true p(y | x*) at each x*,
+    over the training points near x*. Bottom: how many modes p(y|x) has along x (peaks holding
+    ``min_mass``), over p(x) for where the data is.
+    """
+    x_star = np.atleast_1d(finite_array(x_star, "x_star"))
+    x_grid, y_grid = np.linspace(*data.x_range, n_x), np.linspace(*data.y_range, n_y)
+    figure = plt.figure(figsize=(12, 10), layout="constrained")
+    top, middle, bottom = figure.subfigures(3, 1, height_ratios=[1.25, 0.95, 0.7])
+    scatter_ax, joint_ax = top.subplots(1, 2)
+    plot_dataset(data, scatter_ax)
+    scatter_ax.plot(x_grid, conditional_mean(data.truth, x_grid, y_grid), color="black", lw=1.5, label="E[y | x]")
+    for xs in x_star:
+        scatter_ax.axvline(xs, color="0.4", lw=0.8, ls=":")
+    outside = {"loc": "upper left", "bbox_to_anchor": (1.0, 1.0)} if data.n_components > 4 else {"loc": "best"}
+    scatter_ax.legend(fontsize="small", markerscale=2, **outside)
+    plot_heatmap(log_joint_grid(data.truth, x_grid, y_grid), x_grid, y_grid, joint_ax, "true joint p(x, y)", "p(x, y)")
+    plot_conditionals({"truth": data.truth}, x_star, y_grid, data=data, axes=middle.subplots(1, len(x_star)))
+    middle.suptitle("true p(y | x*), over the training points near x*")
+    modes_ax = bottom.subplots()
+    modes_ax.step(x_grid, count_modes(data.truth, x_grid, y_grid, min_mass), where="mid", color="C3")
+    modes_ax.set(xlabel=X_LABEL, ylabel="modes of p(y | x)", xlim=data.x_range)
+    modes_ax.yaxis.get_major_locator().set_params(integer=True)
+    marginal_ax = modes_ax.twinx()
+    marginal_ax.fill_between(x_grid, np.exp(data.log_marginal_x(x_grid)), color="0.85", zorder=0, label="p(x)")
+    marginal_ax.set(ylabel="p(x)", ylim=(0, None))
+    modes_ax.set_zorder(marginal_ax.get_zorder() + 1)
+    modes_ax.patch.set_visible(False)
+    figure.suptitle(f"{data.name} dataset")
+    return figure
