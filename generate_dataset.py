@@ -34,6 +34,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.special import log_softmax
 
+from utilis.density import log_gaussian_mixture
 from utilis.protocol import as_generator, broadcast_query, check_count, check_positive, finite_array, logsumexp_last
 
 __all__ = [
@@ -55,36 +56,6 @@ def _normal_logpdf(value: np.ndarray, mean: np.ndarray, sd: np.ndarray | float) 
     """log N(value; mean, sd^2), elementwise (scipy.stats.norm.logpdf without its per-call overhead)."""
     z = (value - mean) / sd
     return -0.5 * z * z - np.log(sd) - _LOG_SQRT_2PI
-
-
-def _log_gaussian_mixture(x: np.ndarray, log_a: np.ndarray, mean_x: np.ndarray, sd: float | np.ndarray) -> np.ndarray:
-    """log sum_c exp(log_a[..., c]) N(x; mean_x[..., c], sd_c^2), for every dataset's log p(x, y).
-
-    All three processes have this form, with ``log_a`` = log p(c) + log p(y | c) and ``mean_x`` the
-    curve each component maps y to: both depend on y alone (shape ``y.shape + (K,)``), so on a grid
-    they cost nothing, and the work over the (x, y) grid is a few in-place passes per component
-    (log-sum-exp with a running maximum), which is what makes large heat maps fast.
-    """
-    sd = np.broadcast_to(sd, log_a.shape[-1:])
-    scale, constant = -0.5 / sd**2, -np.log(sd) - _LOG_SQRT_2PI
-    terms, peak = [], None
-    for c in range(log_a.shape[-1]):
-        term = np.asarray(np.subtract(x, mean_x[..., c]))  # 0-d for scalars, so in-place ops work
-        np.square(term, out=term)
-        term *= scale[c]
-        term += log_a[..., c] + constant[c]
-        terms.append(term)
-        peak = term.copy() if peak is None else np.maximum(peak, term, out=peak)
-    if len(terms) == 1:
-        return terms[0]
-    peak[~np.isfinite(peak)] = 0.0  # every term -inf: the sum stays exactly 0 and its log -inf
-    total = np.zeros_like(peak)
-    for term in terms:
-        term -= peak
-        total += np.exp(term, out=term)
-    with np.errstate(divide="ignore"):
-        np.log(total, out=total)
-    return np.add(total, peak, out=total)
 
 
 def _full(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -275,7 +246,7 @@ class LinearMixture(ToyDataset):
     def _log_joint(self, x, y):
         y_ = y[..., None]  # (..., 1) against the components (K,)
         log_a = np.log(self.weights) + _normal_logpdf(y_, self.means, 1.0)
-        return _log_gaussian_mixture(x, log_a, self.slopes * y_ + self.offsets, self.noise)
+        return log_gaussian_mixture(x, log_a, self.slopes * y_ + self.offsets, self.noise)
 
     def _x_given_c(self) -> tuple[np.ndarray, np.ndarray]:
         return self.slopes * self.means + self.offsets, np.sqrt(self.slopes**2 + self.noise**2)
@@ -296,7 +267,7 @@ class LinearMixture(ToyDataset):
         # The posterior form, not log_joint - log_marginal_x: far from the data both of those are
         # about -x^2 / 2 and their difference would lose every digit.
         log_w, m, sd = self._posterior(x)
-        return _log_gaussian_mixture(y, log_w, m, sd)  # a Gaussian mixture in y, given x
+        return log_gaussian_mixture(y, log_w, m, sd)  # a Gaussian mixture in y, given x
 
     def _sample_conditional(self, x, n, rng):
         log_w, m, sd = self._posterior(x)  # (m_x, K)
@@ -397,7 +368,7 @@ class InvertedSinusoidMixture(ToyDataset):
     def _log_joint(self, x, y):
         y_ = y[..., None]  # (..., 1) against the components (K,)
         log_a = np.log(self.weights) + _normal_logpdf(y_, self.means, 1.0)
-        return _log_gaussian_mixture(x, log_a, self._f(y_), self.noise)
+        return log_gaussian_mixture(x, log_a, self._f(y_), self.noise)
 
     # ---- quadrature ----------------------------------------------------------------------------
     def _quadrature_window(self, x: np.ndarray, c: int) -> tuple[np.ndarray, float, np.ndarray]:
@@ -576,7 +547,7 @@ class CameraRelocalisation(ToyDataset):
     def _log_joint(self, x, y):
         with np.errstate(divide="ignore"):
             log_py = np.log(self._inside(y) / (2 * self.half_width))  # uniform: -inf outside [-T, T]
-        return _log_gaussian_mixture(x, log_py[..., None], self.patterns[self.location(y)][..., None], self.noise)
+        return log_gaussian_mixture(x, log_py[..., None], self.patterns[self.location(y)][..., None], self.noise)
 
     def _log_weights(self, x: np.ndarray) -> np.ndarray:
         """log p(c) + log p(x | c) with p(c) = |cell_c| / 2T: shape x.shape + (K,)."""

@@ -113,3 +113,25 @@ def test_nan_from_a_density_is_reported(gaussian):
 
     with pytest.raises(ValueError, match="NaN"):
         log_conditional_grid(Broken(), np.linspace(0, 1, 5), np.linspace(0, 1, 4))
+
+
+def test_log_gaussian_mixture_matches_scipy():
+    from scipy import stats
+
+    from utilis.density import log_gaussian_mixture
+
+    rng = np.random.default_rng(0)
+    y = np.linspace(-3, 3, 11)[:, None]  # (11, 1): everything but x depends on y
+    log_a = np.log(rng.dirichlet(np.ones(3), size=(11, 1)))  # (11, 1, 3)
+    mean, sd = rng.normal(size=(11, 1, 3)) + y[..., None], rng.uniform(0.2, 2, size=(11, 1, 3))
+    x = np.linspace(-5, 5, 7)  # (7,)
+    reference = np.log((np.exp(log_a) * stats.norm.pdf(x[None, :, None], mean, sd)).sum(-1))
+    np.testing.assert_allclose(log_gaussian_mixture(x, log_a, mean, sd), reference, rtol=1e-12)
+    # means and scales shared by every y (shape (K,)), weights per y, and a scalar x
+    shared = log_gaussian_mixture(0.5, log_a[:, 0, :], mean[0, 0], sd[0, 0])
+    expected = np.log((np.exp(log_a[:, 0, :]) * stats.norm.pdf(0.5, mean[0, 0], sd[0, 0])).sum(-1))
+    np.testing.assert_allclose(shared, expected, rtol=1e-12)
+    # a component with weight 0 adds nothing; all weights 0 gives -inf, never NaN
+    with np.errstate(divide="ignore"):
+        none = log_gaussian_mixture(x, np.log(np.zeros(3)), np.zeros(3), np.ones(3))
+    assert np.all(none == -np.inf)

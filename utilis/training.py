@@ -96,6 +96,7 @@ def train(
     weight_decay: float = 0.0,
     val_fraction: float = 0.1,
     patience: int = 20,
+    lr_patience: int | None = None,
     clip_norm: float | None = 10.0,
     seed: int | None = 0,
     device: str | torch.device | None = None,
@@ -113,6 +114,8 @@ def train(
         batch_size, lr, weight_decay: minibatch size, Adam's step size and weight decay.
         val_fraction: share of the points held out to choose the epoch (0 < val_fraction < 1).
         patience: stop after this many epochs without a better validation loss.
+        lr_patience: if given, halve the step size after this many epochs without a better
+            validation loss (``ReduceLROnPlateau``), so the last epochs refine instead of bouncing.
         clip_norm: clip the gradient's norm to this (None: no clipping).
         seed: seeds the split and the batch order (a ``torch.Generator`` of its own; nothing global),
             so on the CPU the same seed and the same initial weights give the same run.
@@ -135,6 +138,8 @@ def train(
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     if clip_norm is not None:
         clip_norm = check_positive(clip_norm, "clip_norm")
+    if lr_patience is not None:
+        lr_patience = check_count(lr_patience, "lr_patience")
     x_all, y_all = _as_tensor(x, "x"), _as_tensor(y, "y")
     if x_all.shape[0] != y_all.shape[0]:
         raise ValueError(f"x and y must hold the same number of points, got {x_all.shape[0]} and {y_all.shape[0]}")
@@ -152,6 +157,9 @@ def train(
 
     model.to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    schedule = None
+    if lr_patience is not None:
+        schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, factor=0.5, patience=lr_patience)
     history = History(val_index=val_index.numpy())
     best_state, best = copy.deepcopy(model.state_dict()), math.inf
     start = time.perf_counter()
@@ -182,6 +190,8 @@ def train(
             raise FloatingPointError(f"the validation loss became {val} at epoch {epoch}")
         history.train_loss.append(total / len(x_train))
         history.val_loss.append(val)
+        if schedule is not None:
+            schedule.step(val)
         if val < best:
             best, history.best_epoch = val, epoch
             best_state = copy.deepcopy(model.state_dict())

@@ -1,0 +1,189 @@
+"""The Bayesian-network generative model: Bayes' rule by hand, normalisation, training, bad configuration."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from scipy import integrate, stats
+
+from generate_dataset import DATASETS, camera_relocalisation, inverted_sinusoid_mixture, linear_mixture
+from utilis.gen_model_utilis import GenerativeModel, _log_cell_density, _sample_cells
+from utilis.metrics import bayes_gap
+
+MEANS, SDS, WEIGHTS = np.array([-2.0, 1.5]), np.array([0.8, 1.3]), np.array([0.3, 0.7])
+SLOPES, OFFSETS, NOISE = np.array([1.5, -0.7]), np.array([0.5, 2.0]), 0.4
+
+
+def hand_made_model() -> GenerativeModel:
+    """p(c), N(y; mu_c, sd_c), and p(x | y, c) = N(x; s_c y + o_c, noise^2) set by hand: no training."""
+    model = GenerativeModel(2, y_family="gaussian", x_parents="y,c", min_scale=1e-6)
+    with torch.no_grad():
+        model.log_pc.copy_(torch.tensor(np.log(WEIGHTS)))
+        model.y_a.copy_(torch.tensor(MEANS))
+        model.y_b.copy_(torch.tensor(SDS))
+        model.stats.copy_(torch.tensor([0.0, 1.0, 0.0, 1.0]))  # no z-scoring
+        last = model.net[-1]
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([0.0, np.log(np.expm1(NOISE - 1e-6))]))  # loc 0, softplus -> noise
+        model.line_slope.copy_(torch.tensor(SLOPES))
+        model.line_offset.copy_(torch.tensor(OFFSETS))
+    return model
+
+
+def closed_form_posterior(y, x):
+    """p(y | x) = sum_c w_c(x) N(y; m_c(x), v_c) for linear-Gaussian components, with scipy."""
+    prior_x = stats.norm.pdf(x[..., None], SLOPES * MEANS + OFFSETS, np.sqrt(SLOPES**2 * SDS**2 + NOISE**2))
+    w = WEIGHTS * prior_x
+    w /= w.sum(-1, keepdims=True)
+    v = 1 / (1 / SDS**2 + SLOPES**2 / NOISE**2)
+    m = v * (MEANS / SDS**2 + SLOPES * (x[..., None] - OFFSETS) / NOISE**2)
+    return np.log((w * stats.norm.pdf(y[..., None], m, np.sqrt(v))).sum(-1))
+
+
+def test_bayes_rule_matches_the_closed_form():
+    model = hand_made_model()
+    x = np.linspace(-3, 5, 9)
+    y = np.linspace(-4, 4, 41)
+    np.testing.assert_allclose(model.log_prob(y[:, None], x[None, :]), closed_form_posterior(y[:, None], x), atol=2e-5)
+    # log p(x) by quadrature against the closed-form marginal
+    px = (WEIGHTS * stats.norm.pdf(x[:, None], SLOPES * MEANS + OFFSETS, np.sqrt(SLOPES**2 * SDS**2 + NOISE**2))).sum(1)
+    np.testing.assert_allclose(model.log_marginal_x(x), np.log(px), atol=2e-5)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A small model fitted to each dataset (labels known)."""
+    models = {}
+    for name, make in DATASETS.items():
+        data = make(n_samples=1000, seed=0)
+        torch.manual_seed(0)
+        model = GenerativeModel.for_dataset(data)
+        model.fit(data.x_train, data.y_train, data.c_train, progress=False, seed=0, epochs=100)
+        models[name] = (data, model)
+    return models
+
+
+@pytest.mark.parametrize("name", list(DATASETS))
+def test_conditional_integrates_to_one(trained, name):
+    data, model = trained[name]
+    x = np.linspace(*data.x_range, 7)
+    lo, hi = data.y_range
+    y = np.linspace(lo - 0.2 * (hi - lo), hi + 0.2 * (hi - lo), 200_001)
+    mass = integrate.trapezoid(np.exp(model.log_prob(y[:, None], x[None, :])), y, axis=0)
+    np.testing.assert_allclose(mass, 1.0, atol=2e-4)
+
+
+@pytest.mark.parametrize("name", list(DATASETS))
+def test_finite_far_from_the_data(trained, name):
+    _, model = trained[name]
+    x = np.array([-1e6, -1e3, 0.0, 1e3, 1e6])
+    y = np.array([-1e6, -50.0, 0.0, 50.0, 1e6])
+    for values in (model.log_prob(y[:, None], x), model.log_joint(x, y[:, None]), model.log_marginal_x(x)):
+        assert np.all(np.isfinite(values))
+
+
+@pytest.mark.parametrize("name", list(DATASETS))
+def test_training_gets_close_to_the_truth(trained, name):
+    data, model = trained[name]
+    x, y, _ = data.sample(5000, seed=1)
+    assert bayes_gap(model, data.truth, x, y).gap < {"linear": 0.15, "sinusoid": 0.3, "camera": 0.15}[name]
+
+
+def test_unlabelled_training_learns_the_mixture():
+    data = linear_mixture(n_samples=1500, seed=1)
+    torch.manual_seed(0)
+    model = GenerativeModel.for_dataset(data)
+    model.fit(data.x_train, data.y_train, c=None, progress=False, seed=0, epochs=80, batch_size=128, lr=1e-2)
+    x, y, _ = data.sample(5000, seed=2)
+    assert bayes_gap(model, data.truth, x, y).gap < 0.3
+    # the learned p(y | c) has found the three components (in some order)
+    np.testing.assert_allclose(np.sort(model.y_a.numpy()), np.sort(data.means), atol=0.3)
+    assert len(list(model.parameters())) == len(list(GenerativeModel.for_dataset(data).parameters()))
+
+
+def test_sampling_agrees_with_the_density(trained):
+    for name in ("sinusoid", "camera"):
+        data, model = trained[name]
+        x = np.array([np.mean(data.x_range)])
+        draws = model.sample(x, 2000, seed=0)
+        assert draws.shape == (2000, 1)
+        grid = np.linspace(draws.min() - 1, draws.max() + 1, 200_001)
+        cdf = integrate.cumulative_trapezoid(np.exp(model.log_prob(grid, x[0])), grid, initial=0)
+        assert stats.kstest(np.interp(draws[:, 0], grid, cdf), "uniform").pvalue > 1e-3
+        xs, ys, cs = model.sample_joint(3000, seed=1)
+        assert xs.shape == ys.shape == cs.shape == (3000,)
+        assert stats.ks_2samp(xs, data.x_train).pvalue > 1e-4  # the network's p(x) looks like the data's
+
+
+def test_save_and_load_round_trip(trained):
+    for name in ("sinusoid", "camera"):
+        data, model = trained[name]
+        buffer = io.BytesIO()
+        torch.save(model.state_dict(), buffer)
+        buffer.seek(0)
+        fresh = GenerativeModel.for_dataset(data)
+        fresh.load_state_dict(torch.load(buffer, weights_only=True))
+        fresh.eval()
+        np.testing.assert_array_equal(
+            fresh.log_prob(data.y_test, data.x_test), model.log_prob(data.y_test, data.x_test)
+        )
+
+
+def test_uniform_cells_integrate_and_meet():
+    # three cells with data on [0, 4], [4.5, 10], [10, 12]: a gap of 0.5, then cells that touch
+    cells = np.array([[0.0, 4.0, -1, 0.5, 40], [4.5, 10.0, 0.5, 0.0, 55], [10.0, 12.0, 0.0, -1, 20]])
+    y = np.linspace(-5, 17, 2_200_001)
+    log_p = _log_cell_density(y[:, None], cells)
+    np.testing.assert_allclose(integrate.trapezoid(np.exp(log_p), y, axis=0), 1.0, atol=1e-6)
+    assert np.all(np.isfinite(log_p[y < 4.5, 0]))  # cell 0: its outer tail, its core and its ramp
+    weights = cells[:, 4] / cells[:, 4].sum()
+    mixture = (weights * np.exp(log_p)).sum(1)
+    assert np.all(mixture > 0)  # no y falls in a gap, however far out
+    # across the gap the two ramps add up to a flat density when both cells are equally dense
+    in_gap = (y > 4.05) & (y < 4.45)
+    assert np.ptp(mixture[in_gap]) < 0.05 * mixture[in_gap].mean()
+    draws = _sample_cells(cells, np.full(100_000, 0), np.random.default_rng(0))
+    cdf = integrate.cumulative_trapezoid(np.exp(log_p[:, 0]), y, initial=0)
+    assert stats.kstest(np.interp(draws, y, cdf), "uniform").pvalue > 1e-3
+
+
+def test_uniform_cells_give_every_test_point_a_finite_density():
+    for seed in range(3):
+        data = camera_relocalisation(n_samples=300, seed=seed)
+        model = GenerativeModel.for_dataset(data)
+        model.fit(data.x_train, data.y_train, data.c_train, progress=False, epochs=2)
+        assert np.all(np.isfinite(model.log_prob(data.y_test, data.x_test)))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"n_components": 0}, "n_components"),
+        ({"n_components": 2, "y_family": "beta"}, "y_family"),
+        ({"n_components": 2, "x_parents": "x"}, "x_parents"),
+        ({"n_components": 2, "hidden": 0}, "hidden"),
+        ({"n_components": 2, "min_scale": 0.0}, "min_scale"),
+    ],
+)
+def test_bad_configuration_raises(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        GenerativeModel(**kwargs)
+
+
+def test_bad_fit_arguments_raise():
+    data = inverted_sinusoid_mixture(n_samples=200, seed=0)
+    model = GenerativeModel.for_dataset(data)
+    with pytest.raises(ValueError, match="c must lie in"):
+        model.fit(data.x_train, data.y_train, data.c_train + 5, progress=False)
+    with pytest.raises(ValueError, match="c must hold one integer label per point"):
+        model.fit(data.x_train, data.y_train, data.c_train[:10], progress=False)
+    with pytest.raises(ValueError, match="same length"):
+        model.fit(data.x_train, data.y_train[:-1], progress=False)
+    with pytest.raises(ValueError, match="at least 2 labelled points"):
+        model.fit(data.x_train, data.y_train, np.zeros_like(data.c_train), progress=False)
+    camera = camera_relocalisation(n_samples=200, seed=0)
+    with pytest.raises(ValueError, match="needs y_family='gaussian'"):
+        GenerativeModel.for_dataset(camera).fit(camera.x_train, camera.y_train, progress=False)
+    with pytest.raises(ValueError, match="x must be finite"):
+        model.log_prob(0.0, np.nan)

@@ -1,0 +1,409 @@
+"""The Bayesian-network generative model: known factors fitted, the unknown one learned, p(y|x) by Bayes.
+
+Write the joint distribution as a Bayesian network over the component c, the output y and the
+input x, following how the data is generated:
+
+.. math::
+    p(x, y, c) = p(c)\\, p(y \\mid c)\\, p(x \\mid y, c)   \\qquad \\text{(linear, sinusoid)}
+
+    p(x, y, c) = p(c)\\, p(y \\mid c)\\, p(x \\mid c)      \\qquad \\text{(camera relocalisation)}
+
+p(c) is categorical and p(y | c) Gaussian or uniform: their forms are known, so they are fitted by
+maximum likelihood. The form of p(x | y, c) is not known, so a neural network predicts the mean and
+the scale of a Gaussian over x from y and the one-hot c. Any conditional then follows by Bayes'
+rule; the one wanted here is
+
+.. math::
+    \\log p(y \\mid x) = \\operatorname{logsumexp}_c [\\log p(c) + \\log p(y \\mid c)
+    + \\log p(x \\mid y, c)] - \\log p(x),
+
+with log p(x) from the trapezoidal rule over a dense y grid (in closed form when x does not depend
+on y). Without component labels, the whole joint (p(c), p(y|c) and the network) is trained by
+gradient on log p(x, y) with c summed out: a mixture trained by gradient.
+
+Example:
+    >>> from generate_dataset import linear_mixture
+    >>> data = linear_mixture(n_samples=900, seed=0)
+    >>> model = GenerativeModel.for_dataset(data)
+    >>> history = model.fit(data.x_train, data.y_train, data.c_train, progress=False, epochs=5)
+    >>> model.log_prob(data.y_test, data.x_test).shape
+    (90,)
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+from numpy.typing import ArrayLike
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from utilis.density import log_gaussian_mixture
+from utilis.protocol import as_generator, broadcast_query, check_count, check_positive, finite_array
+from utilis.training import History, train
+
+__all__ = ["GenerativeModel"]
+
+YFamily = Literal["gaussian", "uniform"]
+XParents = Literal["y,c", "c"]
+
+
+def _log_cell_density(y: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """log p(y | c) of the uniform family, for y of shape (..., 1): shape (..., K).
+
+    ``cells`` (K, 5) holds, per cell, the lowest and highest training y (a, b), the gap below and above
+    it and its count n. A uniform's edge is known only to lie beyond its data, so the density is the
+    posterior predictive over where the edge is: flat on [a, b]; across a gap to a neighbouring
+    cell, a linear ramp (the edge is anywhere in the gap, and the neighbour's ramp rises as this one
+    falls, so together they stay flat); past the outermost data (gap < 0), the tail
+    (1 + d / (b - a))^-(n + 1) of a uniform whose end is unknown after n points: finite everywhere.
+    """
+    a, b, gap_below, gap_above, n = cells.T
+    length = b - a
+    tail = length / n  # the mass of (1 + d / L)^-(n+1) over d > 0
+    mass = length + np.where(gap_below > 0, gap_below / 2, tail) + np.where(gap_above > 0, gap_above / 2, tail)
+    below, above = a - y, y - b  # > 0 outside the data
+
+    def side(distance: np.ndarray, gap: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ramp = np.log(np.clip(1 - distance / np.where(gap > 0, gap, 1.0), 0.0, 1.0))
+            return np.where(gap > 0, ramp, -(n + 1) * np.log1p(np.maximum(distance, 0) / length))
+
+    log_f = np.where(below > 0, side(below, gap_below), np.where(above > 0, side(above, gap_above), 0.0))
+    return log_f - np.log(mass)
+
+
+def _sample_cells(cells: np.ndarray, c: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One y from p(y | c) of the uniform family for each c, by choosing a piece by its mass."""
+    a, b, gap_below, gap_above, n = (column[c] for column in cells.T)
+    length = b - a
+    below_mass = np.where(gap_below > 0, gap_below / 2, length / n)
+    above_mass = np.where(gap_above > 0, gap_above / 2, length / n)
+    u, v = rng.random(len(c)), rng.random(len(c))
+    pick = u * (length + below_mass + above_mass)
+    core = a + v * length
+    # A ramp falling over a gap g is a triangle: distance g (1 - sqrt(v)); a tail is Lomax: L ((1-v)^(-1/n) - 1).
+    ramp_or_tail = lambda gap: np.where(gap > 0, gap * (1 - np.sqrt(v)), length * ((1 - v) ** (-1 / n) - 1))
+    return np.where(
+        pick < length,
+        core,
+        np.where(pick < length + below_mass, a - ramp_or_tail(gap_below), b + ramp_or_tail(gap_above)),
+    )
+
+
+class GenerativeModel(nn.Module):
+    """p(x, y, c) = p(c) p(y | c) p(x | parents), with p(x | parents) a Gaussian from a neural network.
+
+    Args:
+        n_components: K, the number of values of c.
+        y_family: "gaussian" or "uniform": the form of p(y | c), fitted by maximum likelihood. Uniform
+            cells have edges known only to lie beyond their data, and are integrated over where
+            those edges can be: neighbouring cells meet with complementary ramps across the gap
+            between their data, and the outermost decay past it, so every y has a finite density
+            (see ``_log_cell_density``).
+        x_parents: "y,c" (x depends on y and c) or "c" (x depends on c only, as in camera
+            relocalisation).
+        hidden, depth: width and number of hidden layers of the network for p(x | parents).
+        min_scale: floor on the network's scale of x, in units of the training data's standard
+            deviation of x, so no component can collapse to a spike.
+        quadrature_oversample: y nodes per narrowest peak of p(x | y, c) as a function of y when
+            computing p(x); the step is set from the trained network (see :meth:`quadrature_grid`).
+
+    The network z-scores its inputs and outputs with the training data's statistics.
+    """
+
+    def __init__(
+        self,
+        n_components: int,
+        y_family: YFamily = "gaussian",
+        x_parents: XParents = "y,c",
+        hidden: int = 64,
+        depth: int = 3,
+        min_scale: float = 1e-3,
+        quadrature_oversample: float = 2.0,
+    ):
+        super().__init__()
+        self.n_components = check_count(n_components, "n_components")
+        if y_family not in ("gaussian", "uniform"):
+            raise ValueError(f"y_family must be 'gaussian' or 'uniform', got {y_family!r}")
+        if x_parents not in ("y,c", "c"):
+            raise ValueError(f"x_parents must be 'y,c' or 'c', got {x_parents!r}")
+        self.y_family, self.x_parents = y_family, x_parents
+        hidden, depth = check_count(hidden, "hidden"), check_count(depth, "depth")
+        self.min_scale = check_positive(min_scale, "min_scale")
+        self.quadrature_oversample = check_positive(quadrature_oversample, "quadrature_oversample")
+        k = self.n_components
+        # p(c) and p(y | c): buffers when fitted in closed form; parameters when trained unlabelled.
+        self.register_buffer("log_pc", torch.full((k,), -float(np.log(k)), dtype=torch.float64))
+        self.register_buffer("y_a", torch.zeros(k, dtype=torch.float64))  # mean, or lower edge
+        self.register_buffer("y_b", torch.ones(k, dtype=torch.float64))  # sd, or upper edge
+        self.register_buffer("y_cells", torch.ones(k, 5, dtype=torch.float64))  # uniform: a, b, gaps, n
+        # z-scoring statistics of the training data: (x mean, x sd, y mean, y sd)
+        self.register_buffer("stats", torch.tensor([0.0, 1.0, 0.0, 1.0], dtype=torch.float64))
+        inputs = k + (1 if x_parents == "y,c" else 0)
+        layers: list[nn.Module] = []
+        for i in range(depth):
+            layers += [nn.Linear(inputs if i == 0 else hidden, hidden), nn.SiLU()]
+        self.net = nn.Sequential(*layers, nn.Linear(hidden, 2))
+        # A per-component linear path beside the network, loc += a_c y + b_c: the network then only
+        # learns how x departs from a line in y, which a line-shaped truth makes zero.
+        self.line_slope = nn.Parameter(torch.zeros(k)) if x_parents == "y,c" else None
+        self.line_offset = nn.Parameter(torch.zeros(k)) if x_parents == "y,c" else None
+        self._unlabelled: nn.ParameterDict | None = None
+        self._quadrature: np.ndarray | None = None
+
+    @classmethod
+    def for_dataset(cls, data, **kwargs) -> GenerativeModel:
+        """The network that matches how ``data`` was generated (its name and number of components)."""
+        settings = {
+            "linear": {"y_family": "gaussian", "x_parents": "y,c"},
+            "sinusoid": {"y_family": "gaussian", "x_parents": "y,c"},
+            "camera": {"y_family": "uniform", "x_parents": "c"},
+        }
+        if data.name not in settings:
+            raise ValueError(f"no configuration for a dataset named {data.name!r}; give y_family and x_parents")
+        return cls(data.n_components, **{**settings[data.name], **kwargs})
+
+    # ---- the factors, in torch ----------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.log_pc.device
+
+    def x_given(self, y: Tensor, c: Tensor) -> torch.distributions.Normal:
+        """p(x | y, c) (or p(x | c)) for tensors y (n,) and integer c (n,): a Normal over x, float32."""
+        x_mean, x_sd, y_mean, y_sd = self.stats.float()
+        features = F.one_hot(c.long(), self.n_components).float()
+        if self.x_parents == "y,c":
+            features = torch.cat([((y.float() - y_mean) / y_sd)[:, None], features], dim=1)
+        loc, raw_scale = self.net(features).unbind(-1)
+        if self.x_parents == "y,c":
+            loc = loc + self.line_slope[c.long()] * features[:, 0] + self.line_offset[c.long()]
+        scale = F.softplus(raw_scale) + self.min_scale
+        return torch.distributions.Normal(x_mean + x_sd * loc, x_sd * scale)
+
+    def forward(self, inputs: Tensor) -> torch.distributions.Normal:
+        """p(x | y, c) for ``inputs`` (n, 2) holding y and c: the form the training loop expects."""
+        return self.x_given(inputs[:, 0], inputs[:, 1])
+
+    def _y_params(self) -> tuple[Tensor, Tensor, Tensor]:
+        """log p(c), and p(y | c)'s two parameters (mean and sd, or edges), as tensors."""
+        if self._unlabelled is None:
+            return self.log_pc, self.y_a, self.y_b
+        u = self._unlabelled
+        return torch.log_softmax(u["logits"], 0), u["mean"], F.softplus(u["raw_sd"]) + 1e-3
+
+    def _log_joint_torch(self, x: Tensor, y: Tensor) -> Tensor:
+        """log p(x, y) = logsumexp_c [...] for paired 1-D tensors, differentiable (for unlabelled training)."""
+        log_pc, mean, sd = self._y_params()
+        n, k = len(y), self.n_components
+        c = torch.arange(k, device=y.device).repeat(n)
+        log_px = self.x_given(y.repeat_interleave(k), c).log_prob(x.float().repeat_interleave(k)).view(n, k)
+        log_py = torch.distributions.Normal(mean, sd).log_prob(y.double()[:, None])
+        return torch.logsumexp(log_pc + log_py + log_px.double(), dim=1)
+
+    # ---- fitting --------------------------------------------------------------------------------
+    def fit(self, x: ArrayLike, y: ArrayLike, c: ArrayLike | None = None, **train_kwargs) -> History:
+        """Fit the model to training points; ``c`` the component labels, or None to learn without them.
+
+        With labels, p(c) and p(y | c) are fitted in closed form (maximum likelihood) and the network
+        for p(x | parents) by the shared training loop on its Gaussian negative log-likelihood. Without,
+        everything is trained together on -log p(x, y), c summed out (Gaussian p(y | c) only).
+        ``train_kwargs`` go to :func:`utilis.training.train` (epochs, lr, batch_size, seed, progress...).
+        """
+        x, y = np.ravel(finite_array(x, "x")), np.ravel(finite_array(y, "y"))
+        if x.shape != y.shape or len(x) < 2:
+            raise ValueError(f"x and y must be 1-D with the same length >= 2, got {x.shape} and {y.shape}")
+        self.stats.copy_(torch.tensor([x.mean(), x.std() or 1.0, y.mean(), y.std() or 1.0], dtype=torch.float64))
+        self._quadrature = None
+        train_kwargs.setdefault("description", "p(x | parents)" if c is not None else "p(x, y), no labels")
+        if c is None:
+            return self._fit_unlabelled(x, y, train_kwargs)
+        c = np.ravel(np.asarray(c))
+        if c.shape != x.shape or not np.issubdtype(c.dtype, np.integer):
+            raise ValueError(f"c must hold one integer label per point, got dtype {c.dtype} and shape {c.shape}")
+        if c.min() < 0 or c.max() >= self.n_components:
+            raise ValueError(f"c must lie in 0..{self.n_components - 1}, got values from {c.min()} to {c.max()}")
+        self._fit_known_factors(y, c)
+        inputs = np.stack([y, c.astype(np.float64)], axis=1)
+        return train(self, inputs, x, **{**self._training_defaults(len(x)), **train_kwargs})
+
+    @staticmethod
+    def _training_defaults(n: int) -> dict:
+        """Settings that suit this model: about 20+ steps per epoch at any n, and a decaying step size."""
+        batch_size = int(np.clip(n // 20, 32, 512))
+        return {"lr": 3e-3, "batch_size": batch_size, "epochs": 400, "patience": 30, "lr_patience": 8}
+
+    def _fit_known_factors(self, y: np.ndarray, c: np.ndarray) -> None:
+        k = self.n_components
+        counts = np.bincount(c, minlength=k)
+        if counts.min() < 2:
+            raise ValueError(f"every component needs at least 2 labelled points, got counts {counts.tolist()}")
+        self.log_pc.copy_(torch.from_numpy(np.log(counts / counts.sum())))
+        if self.y_family == "gaussian":
+            a = np.array([y[c == i].mean() for i in range(k)])
+            b = np.array([y[c == i].std() for i in range(k)])
+        else:
+            a = np.array([y[c == i].min() for i in range(k)])
+            b = np.array([y[c == i].max() for i in range(k)])
+            if np.any(b <= a):
+                raise ValueError("every uniform cell needs training points at two different y")
+            gap_below, gap_above = np.full(k, -1.0), np.full(k, -1.0)  # -1: outermost, a decaying tail
+            order = np.argsort(a)
+            for lower, upper in zip(order[:-1], order[1:]):  # a gap of 0: the cells overlap, hard edges
+                gap_above[lower] = gap_below[upper] = max(a[upper] - b[lower], 0.0)
+            self.y_cells.copy_(torch.from_numpy(np.stack([a, b, gap_below, gap_above, counts.astype(float)], 1)))
+        self.y_a.copy_(torch.from_numpy(a))
+        self.y_b.copy_(torch.from_numpy(b))
+
+    def _fit_unlabelled(self, x: np.ndarray, y: np.ndarray, train_kwargs: dict) -> History:
+        if self.y_family != "gaussian":
+            raise ValueError("training without labels needs y_family='gaussian' (uniform cells have no gradient)")
+        k = self.n_components
+        # Start the components spread over y: means at evenly spaced quantiles, sds a K-th of the spread.
+        start_means = np.quantile(y, (np.arange(k) + 0.5) / k)
+        self._unlabelled = nn.ParameterDict(
+            {
+                "logits": nn.Parameter(torch.zeros(k, dtype=torch.float64)),
+                "mean": nn.Parameter(torch.tensor(start_means, dtype=torch.float64)),
+                "raw_sd": nn.Parameter(torch.full((k,), float(np.log(np.expm1(y.std() / k))), dtype=torch.float64)),
+            }
+        ).to(self.device)
+
+        def loss(model: GenerativeModel, inputs: Tensor, target: Tensor) -> Tensor:
+            return -model._log_joint_torch(target, inputs[:, 0]).mean()
+
+        try:
+            inputs = np.stack([y, np.zeros_like(y)], 1)
+            history = train(self, inputs, x, loss=loss, **{**self._training_defaults(len(x)), **train_kwargs})
+        finally:  # keep what was learned as the model's fitted factors
+            log_pc, mean, sd = (t.detach() for t in self._y_params())
+            self._unlabelled = None
+            self.log_pc.copy_(log_pc)
+            self.y_a.copy_(mean)
+            self.y_b.copy_(sd)
+        return history
+
+    # ---- the densities, in numpy (the conditional-density protocol) -----------------------------
+    @torch.no_grad()
+    def _x_params(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and sd of x for every component at each y: shapes y.shape + (K,) (or (K,) for x_parents='c')."""
+        k = self.n_components
+        if self.x_parents == "c":
+            normal = self.x_given(torch.zeros(k, device=self.device), torch.arange(k, device=self.device))
+            return normal.loc.double().cpu().numpy(), normal.scale.double().cpu().numpy()
+        flat = torch.as_tensor(np.ravel(y), device=self.device)
+        normal = self.x_given(flat.repeat_interleave(k), torch.arange(k, device=self.device).repeat(len(flat)))
+        shape = (*np.shape(y), k)
+        return normal.loc.double().cpu().numpy().reshape(shape), normal.scale.double().cpu().numpy().reshape(shape)
+
+    def _log_prior_y(self, y: np.ndarray) -> np.ndarray:
+        """log p(c) + log p(y | c): shape y.shape + (K,)."""
+        log_pc, a, b = (t.cpu().numpy() for t in (self.log_pc, self.y_a, self.y_b))
+        y_ = np.asarray(y)[..., None]
+        if self.y_family == "gaussian":
+            return log_pc - 0.5 * ((y_ - a) / b) ** 2 - np.log(b) - 0.5 * np.log(2 * np.pi)
+        return log_pc + _log_cell_density(y_, self.y_cells.cpu().numpy())
+
+    def _log_joint(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        mean, sd = self._x_params(y)
+        return log_gaussian_mixture(x, self._log_prior_y(y), mean, sd)
+
+    def log_joint(self, x: ArrayLike, y: ArrayLike) -> np.ndarray:
+        """log p(x, y) with c summed out. ``x`` and ``y`` broadcast; the result has their broadcast shape."""
+        y_array, x_array, shape = broadcast_query(y, x)
+        return np.broadcast_to(self._log_joint(x_array, y_array), shape).copy()
+
+    def quadrature_grid(self) -> np.ndarray:
+        """The y nodes for p(x) = integral of p(x, y) dy: they span p(y) and resolve the network's peaks.
+
+        A peak of p(x | y, c) as a function of y is about sd_c(y) / |d mean_c / dy| wide; the step is
+        the narrowest such width over the span of p(y), divided by ``quadrature_oversample``.
+        """
+        if self._quadrature is None:
+            a, b = self.y_a.cpu().numpy(), self.y_b.cpu().numpy()
+            if self.y_family == "gaussian":
+                lo, hi = (a - 9 * b).min(), (a + 9 * b).max()
+            else:
+                tail = (b - a) / self.y_cells[:, 4].cpu().numpy()
+                lo, hi = (a - 40 * tail).min(), (b + 40 * tail).max()
+            pilot = np.linspace(lo, hi, 8193)
+            mean, sd = self._x_params(pilot)
+            slope = np.abs(np.gradient(mean, pilot, axis=0))
+            # Only where p(y, c) has mass (within e^-30 of its peak): far out, the network's
+            # extrapolation may be steep, but nothing there adds to the integral.
+            log_prior = self._log_prior_y(pilot)
+            relevant = log_prior > log_prior.max() - 30
+            width = np.min((sd / np.maximum(slope, 1e-12))[relevant])
+            n_nodes = int(np.clip((hi - lo) / width * self.quadrature_oversample, 2048, 2**16))
+            self._quadrature = np.linspace(lo, hi, n_nodes + 1)
+        return self._quadrature
+
+    def _log_marginal_x(self, x: np.ndarray) -> np.ndarray:
+        if self.x_parents == "c":  # y has no edge into x: summing y out is exact
+            mean, sd = self._x_params(np.empty(0))
+            return log_gaussian_mixture(x[..., None], self.log_pc.cpu().numpy(), mean, sd)[..., 0]
+        nodes = self.quadrature_grid()
+        unique, inverse = np.unique(x, return_inverse=True)
+        mean, sd = self._x_params(nodes)  # (nodes, K), once for every x
+        log_prior = self._log_prior_y(nodes)
+        log_h = np.log(nodes[1] - nodes[0])
+        out = np.empty(len(unique))
+        rows = max(1, 2**20 // len(nodes))
+        for start in range(0, len(unique), rows):
+            chunk = unique[start : start + rows]
+            log_joint = log_gaussian_mixture(chunk[None, :], log_prior[:, None, :], mean[:, None, :], sd[:, None, :])
+            peak = log_joint.max(axis=0)
+            peak = np.where(np.isfinite(peak), peak, 0.0)
+            weights = np.exp(log_joint - peak)
+            weights[[0, -1]] *= 0.5  # trapezoid
+            with np.errstate(divide="ignore"):
+                out[start : start + rows] = np.log(weights.sum(axis=0)) + peak + log_h
+        return out[inverse].reshape(x.shape)
+
+    def log_marginal_x(self, x: ArrayLike) -> np.ndarray:
+        """log p(x) (by quadrature over y, or in closed form when x does not depend on y)."""
+        return self._log_marginal_x(finite_array(x, "x"))
+
+    def log_prob(self, y: ArrayLike, x: ArrayLike) -> np.ndarray:
+        """log p(y | x) by Bayes' rule: log p(x, y) - log p(x). Broadcasts over ``y`` and ``x``."""
+        y_array, x_array, shape = broadcast_query(y, x)
+        out = self._log_joint(x_array, y_array) - self._log_marginal_x(x_array)
+        return np.broadcast_to(out, shape).copy()
+
+    def sample(self, x: ArrayLike, n: int, seed: int | np.random.Generator | None = None) -> np.ndarray:
+        """``n`` draws of y from p(y | x) for each x, shape (n, len(x)): inverse CDF over a y grid."""
+        x = np.atleast_1d(finite_array(x, "x"))
+        if x.ndim != 1:
+            raise ValueError(f"x must be a scalar or 1-D array, got shape {x.shape}")
+        n, rng = check_count(n, "n"), as_generator(seed)
+        if self.y_family == "uniform":  # a fine grid that holds every data edge, so the corners are exact
+            cells = self.y_cells.cpu().numpy()
+            tail = (cells[:, 1] - cells[:, 0]) / cells[:, 4]
+            lo, hi = (cells[:, 0] - 40 * tail).min(), (cells[:, 1] + 40 * tail).max()
+            nodes = np.unique(np.concatenate([np.linspace(lo, hi, 2**14), cells[:, 0], cells[:, 1]]))
+        else:
+            nodes = self.quadrature_grid()
+        out = np.empty((n, len(x)))
+        u = rng.random((n, len(x)))
+        for i, xi in enumerate(x):
+            log_p = self._log_joint(np.float64(xi), nodes)
+            p = np.exp(log_p - log_p.max())
+            cdf = np.concatenate([[0.0], np.cumsum(0.5 * (p[1:] + p[:-1]) * np.diff(nodes))])
+            out[:, i] = np.interp(u[:, i] * cdf[-1], cdf, nodes)
+        return out
+
+    def sample_joint(self, n: int, seed: int | np.random.Generator | None = None) -> tuple[np.ndarray, ...]:
+        """Ancestral sampling from the network: c ~ p(c), y ~ p(y | c), x ~ p(x | y, c). Returns (x, y, c)."""
+        n, rng = check_count(n, "n"), as_generator(seed)
+        c = rng.choice(self.n_components, size=n, p=np.exp(self.log_pc.cpu().numpy()))
+        if self.y_family == "gaussian":
+            y = self.y_a.cpu().numpy()[c] + self.y_b.cpu().numpy()[c] * rng.standard_normal(n)
+        else:
+            y = _sample_cells(self.y_cells.cpu().numpy(), c, rng)
+        mean, sd = self._x_params(y)
+        if self.x_parents == "c":
+            mean, sd = np.broadcast_to(mean, (n, self.n_components)), np.broadcast_to(sd, (n, self.n_components))
+        rows = np.arange(n)
+        return mean[rows, c] + sd[rows, c] * rng.standard_normal(n), y, c
