@@ -51,7 +51,7 @@ def log_gaussian_mixture(x: ArrayLike, log_a: np.ndarray, mean_x: np.ndarray, sd
     terms, peak = [], None
     for c in range(log_a.shape[-1]):
         term = np.subtract(x, mean_x[..., c])
-        if np.shape(term) != shape:  # a fresh array of the full shape, so the in-place steps fit
+        if not isinstance(term, np.ndarray) or term.shape != shape:  # a fresh array of the full shape
             term = np.broadcast_to(term, shape).copy()
         np.square(term, out=term)
         term *= scale[..., c]
