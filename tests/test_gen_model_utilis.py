@@ -187,3 +187,17 @@ def test_bad_fit_arguments_raise():
         GenerativeModel.for_dataset(camera).fit(camera.x_train, camera.y_train, progress=False)
     with pytest.raises(ValueError, match="x must be finite"):
         model.log_prob(0.0, np.nan)
+
+
+def test_network_description(trained):
+    _, linear_model = trained["linear"]
+    _, camera_model = trained["camera"]
+    assert ("y", "x") in linear_model.edges and ("y", "x") not in camera_model.edges
+    assert "p(x \\mid y, c)" in linear_model.factorisation and "p(x \\mid c)" in camera_model.factorisation
+    mean, sd = camera_model.x_mean_sd(np.linspace(-10, 10, 5))
+    assert mean.shape == sd.shape == (5, camera_model.n_components)
+    np.testing.assert_array_equal(mean[0], mean[-1])  # p(x | c) does not depend on y
+    model = hand_made_model()
+    mean, sd = model.x_mean_sd(np.array([0.0, 1.0]))
+    np.testing.assert_allclose(mean, [OFFSETS, SLOPES + OFFSETS], atol=1e-6)
+    np.testing.assert_allclose(sd, NOISE, rtol=1e-5)

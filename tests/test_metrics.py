@@ -14,6 +14,8 @@ from utilis.metrics import (
     kl_divergence,
     mode_recall_precision,
     nll,
+    score,
+    score_table,
 )
 
 
@@ -133,3 +135,12 @@ def test_bad_inputs(gaussian):
         find_modes(np.zeros(3), [0.0, 1.0, 2.0], min_mass=1.5)
     with pytest.raises(ValueError, match="log_density must have the shape"):
         find_modes(np.zeros(2), [0.0, 1.0, 2.0])
+
+
+def test_score_of_truth_and_table():
+    data = DATASETS["sinusoid"](seed=0)
+    scores = score(data.truth, data, n_points=2000, n_x=20)
+    assert scores["gap"] == 0.0 and scores["KL"] == 0.0
+    assert scores["mode recall"] == 1.0 and scores["mode precision"] == 1.0
+    table = score_table({"truth": scores, "truth again": scores})
+    assert table.count("\n") == 2 and "truth again" in table and "0.0000 ± 0.0000" in table

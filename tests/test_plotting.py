@@ -7,7 +7,14 @@ from matplotlib.collections import QuadMesh
 
 from generate_dataset import DATASETS
 from utilis.density import log_conditional_grid
-from utilis.plotting import plot_conditionals, plot_dataset, plot_heatmap, plot_model_vs_truth
+from utilis.plotting import (
+    plot_bayesian_network,
+    plot_conditionals,
+    plot_dataset,
+    plot_heatmap,
+    plot_model_vs_truth,
+    plot_x_given_y,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -81,3 +88,34 @@ def test_model_vs_truth_share_a_scale(data, tmp_path):
     axes[0].figure.savefig(tmp_path / "panel.png")
     with pytest.raises(ValueError, match="kind"):
         plot_model_vs_truth(data.truth, data.truth, x, y, kind="marginal")
+
+
+def test_bayesian_network_drawing():
+    ax = plot_bayesian_network([("c", "y"), ("c", "x"), ("y", "x")], title="net")
+    nodes = [t for t in ax.texts if t.get_text()]
+    arrows = [t for t in ax.texts if not t.get_text()]  # annotations with an arrow and no text
+    assert sorted(t.get_text() for t in nodes) == ["c", "x", "y"]
+    assert len(arrows) == 3  # one arrow per edge
+    positions = {t.get_text(): t.get_position() for t in nodes}
+    assert positions["c"][0] < positions["y"][0] < positions["x"][0]  # parents left of children
+
+
+class LineModel:
+    """x | y, c ~ N(y + c, 0.5^2): what plot_x_given_y needs of a model."""
+
+    n_components = 3
+
+    def x_mean_sd(self, y):
+        y = np.asarray(y, float)[..., None]
+        return y + np.arange(3), np.full((*y.shape[:-1], 3), 0.5)
+
+
+def test_x_given_y_bands(data):
+    model = LineModel()
+    model.n_components = data.n_components
+    ax = plot_x_given_y(model, data, bands=2.0)
+    lines = ax.get_lines()
+    assert len(lines) == data.n_components
+    for c, line in enumerate(lines):  # the line is the mean of x along y: x = y + c
+        np.testing.assert_allclose(line.get_xdata(), line.get_ydata() + c)
+        assert line.get_ydata().min() == pytest.approx(data.y_train[data.c_train == c].min())

@@ -285,6 +285,23 @@ class GenerativeModel(nn.Module):
             self.y_b.copy_(sd)
         return history
 
+    @property
+    def edges(self) -> list[tuple[str, str]]:
+        """The Bayesian network's arrows, parent -> child."""
+        return [("c", "y"), ("c", "x")] + ([("y", "x")] if self.x_parents == "y,c" else [])
+
+    @property
+    def factorisation(self) -> str:
+        """The joint's factorisation, in LaTeX."""
+        return r"p(x, y, c) = p(c)\, p(y \mid c)\, p(x \mid " + ("y, c" if self.x_parents == "y,c" else "c") + ")"
+
+    def x_mean_sd(self, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+        """The network's mean and sd of x for every component at each y: two arrays y.shape + (K,)."""
+        y = finite_array(y, "y")
+        mean, sd = self._x_params(y)
+        shape = (*y.shape, self.n_components)
+        return np.broadcast_to(mean, shape).copy(), np.broadcast_to(sd, shape).copy()
+
     # ---- the densities, in numpy (the conditional-density protocol) -----------------------------
     @torch.no_grad()
     def _x_params(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -18,7 +18,17 @@ from utilis.density import check_grid, conditional_mean, log_conditional_curves,
 from utilis.metrics import count_modes
 from utilis.protocol import ConditionalDensity, finite_array
 
-__all__ = ["plot_conditionals", "plot_dataset", "plot_heatmap", "plot_model_vs_truth", "plot_overview"]
+__all__ = [
+    "plot_against_truth",
+    "plot_bayesian_network",
+    "plot_conditionals",
+    "plot_dataset",
+    "plot_heatmap",
+    "plot_model_vs_truth",
+    "plot_network_and_fit",
+    "plot_overview",
+    "plot_x_given_y",
+]
 
 X_LABEL, Y_LABEL = "x (input)", "y (output)"
 
@@ -168,3 +178,69 @@ def plot_overview(data, x_star: ArrayLike, n_x: int = 400, n_y: int = 3000, min_
     modes_ax.patch.set_visible(False)
     figure.suptitle(f"{data.name} dataset")
     return figure
+
+
+def plot_bayesian_network(edges: Sequence[tuple[str, str]], ax: Axes | None = None, title: str | None = None) -> Axes:
+    """Draw a small directed acyclic graph: nodes placed by depth (roots left), an arrow per edge."""
+    nodes = list(dict.fromkeys(name for edge in edges for name in edge))
+    depth = {name: 0 for name in nodes}
+    for _ in nodes:  # longest path from a root; enough passes for any DAG of this size
+        for parent, child in edges:
+            depth[child] = max(depth[child], depth[parent] + 1)
+    levels: dict[int, list[str]] = {}
+    for name in nodes:
+        levels.setdefault(depth[name], []).append(name)
+    position = {
+        name: (level, (len(members) - 1) / 2 - i) for level, members in levels.items() for i, name in enumerate(members)
+    }
+    ax = ax if ax is not None else plt.subplots(figsize=(3, 2.2), layout="constrained")[1]
+    arrow = {"arrowstyle": "-|>", "lw": 1.5, "shrinkA": 17, "shrinkB": 17, "color": "0.2"}
+    for parent, child in edges:
+        ax.annotate("", xy=position[child], xytext=position[parent], arrowprops=arrow)
+    for name, (u, v) in position.items():
+        ax.scatter([u], [v], s=900, color="white", edgecolors="0.2", linewidths=1.5, zorder=3)
+        ax.text(u, v, name, ha="center", va="center", fontsize=13, zorder=4)
+    ax.set_xlim(-0.5, max(depth.values()) + 0.5)
+    ax.set_ylim(-1.0, 1.0)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize="medium")
+    return ax
+
+
+def plot_x_given_y(model, data, ax: Axes | None = None, bands: float = 2.0) -> Axes:
+    """The model's p(x | y, c) over the training points: for each c its mean of x (a line along y) and a
+    band of ``bands`` standard deviations, over y where component c has data.
+
+    ``model`` needs ``x_mean_sd(y)`` returning the mean and sd of x for every component at each y.
+    """
+    ax = plot_dataset(data, ax, size=4.0)
+    colours = plt.get_cmap("tab10" if data.n_components <= 10 else "viridis")
+    for c in range(data.n_components):
+        y_c = data.y_train[data.c_train == c]
+        if len(y_c) < 2:
+            continue
+        y = np.linspace(y_c.min(), y_c.max(), 300)
+        mean, sd = (values[:, c] for values in model.x_mean_sd(y))
+        colour = colours(c / max(data.n_components - 1, 1) if data.n_components > 10 else c)
+        ax.fill_betweenx(y, mean - bands * sd, mean + bands * sd, color=colour, alpha=0.25, linewidth=0)
+        ax.plot(mean, y, color="black", linewidth=0.8)
+    ax.set_title(f"{data.name}: network's mean of x, ± {bands:g} sd, per component")
+    return ax
+
+
+def plot_network_and_fit(model, data) -> plt.Figure:
+    """A generative model's Bayesian network (``model.edges``) beside its p(x | parents) over the data."""
+    figure, (dag_ax, data_ax) = plt.subplots(1, 2, figsize=(11, 3.8), width_ratios=[1, 2.4], layout="constrained")
+    plot_bayesian_network(model.edges, dag_ax, title="Bayesian network")
+    plot_x_given_y(model, data, data_ax)
+    return figure
+
+
+def plot_against_truth(model: ConditionalDensity, data, x_star: ArrayLike, label: str = "model", kind: str = "joint"):
+    """A model beside a dataset's truth: p(y | x*) curves over the nearby data, then two heat maps."""
+    y_grid = np.linspace(*data.y_range, 2000)
+    curves = plot_conditionals({"truth": data.truth, label: model}, x_star, y_grid, data=data)
+    x_grid, y_grid = np.linspace(*data.x_range, 300), np.linspace(*data.y_range, 400)
+    maps = plot_model_vs_truth(model, data.truth, x_grid, y_grid, kind=kind, model_label=label)
+    return curves, maps
