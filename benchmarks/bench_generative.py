@@ -1,6 +1,6 @@
 """Gap to the Bayes floor and training time of the generative model (utilis.gen_model_utilis).
 
-Run from the repository root:  python benchmarks/bench_generative.py [--sizes 20000 900] [--seeds 0 1 2]
+Run from the repository root:  python benchmarks/bench_generative.py [--sizes 20000 900] [--networks 1]
 For each dataset, training size and seed: generate n training points (plus a 10% test split that is
 not used), fit the model with labels and its default settings, and score the gap
 NLL(model) - NLL(truth) on 20,000 fresh points from the dataset's sample(). Prints the mean over
@@ -31,11 +31,13 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 900])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
+    parser.add_argument("--networks", type=int, default=1, help="n_networks: 1, or an ensemble")
     parser.add_argument("--no-grid", action="store_true", help="skip the grid timing")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     print(
-        f"generative model, labelled, gap on 20,000 fresh points; {os.cpu_count()} CPU cores, torch {torch.__version__}"
+        f"generative model, labelled, n_networks={args.networks}, gap on 20,000 fresh points; "
+        f"{os.cpu_count()} CPU cores, torch {torch.__version__}"
     )
     print(f"{'dataset':<10} {'n train':>8} {'gap mean':>9} {'train s':>8}   per seed (gap ± stderr)")
     for name in args.datasets:
@@ -44,7 +46,7 @@ def main() -> None:
             for seed in args.seeds:
                 data = DATASETS[name](n_samples=round(n / 0.9), seed=seed)
                 torch.manual_seed(seed)
-                model = GenerativeModel.for_dataset(data)
+                model = GenerativeModel.for_dataset(data, n_networks=args.networks)
                 history = model.fit(data.x_train, data.y_train, data.c_train, progress=False, seed=seed)
                 x, y, _ = data.sample(20_000, seed=10_000 + seed)
                 gap = bayes_gap(model, data.truth, x, y)

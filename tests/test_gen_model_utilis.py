@@ -22,12 +22,13 @@ def hand_made_model() -> GenerativeModel:
         model.log_pc.copy_(torch.tensor(np.log(WEIGHTS)))
         model.y_a.copy_(torch.tensor(MEANS))
         model.y_b.copy_(torch.tensor(SDS))
-        model.stats.copy_(torch.tensor([0.0, 1.0, 0.0, 1.0]))  # no z-scoring
-        last = model.net[-1]
+        network = model.networks[0]
+        network.stats.copy_(torch.tensor([0.0, 1.0, 0.0, 1.0]))  # no z-scoring
+        last = network.net[-1]
         last.weight.zero_()
         last.bias.copy_(torch.tensor([0.0, np.log(np.expm1(NOISE - 1e-6))]))  # loc 0, softplus -> noise
-        model.line_slope.copy_(torch.tensor(SLOPES))
-        model.line_offset.copy_(torch.tensor(OFFSETS))
+        network.line_slope.copy_(torch.tensor(SLOPES))
+        network.line_offset.copy_(torch.tensor(OFFSETS))
     return model
 
 
@@ -164,6 +165,7 @@ def test_uniform_cells_give_every_test_point_a_finite_density():
         ({"n_components": 2, "x_parents": "x"}, "x_parents"),
         ({"n_components": 2, "hidden": 0}, "hidden"),
         ({"n_components": 2, "min_scale": 0.0}, "min_scale"),
+        ({"n_components": 2, "n_networks": 0}, "n_networks"),
     ],
 )
 def test_bad_configuration_raises(kwargs, message):
@@ -201,3 +203,37 @@ def test_network_description(trained):
     mean, sd = model.x_mean_sd(np.array([0.0, 1.0]))
     np.testing.assert_allclose(mean, [OFFSETS, SLOPES + OFFSETS], atol=1e-6)
     np.testing.assert_allclose(sd, NOISE, rtol=1e-5)
+
+
+def test_an_ensemble_is_the_mixture_of_its_networks():
+    data = inverted_sinusoid_mixture(n_samples=400, seed=3)
+    torch.manual_seed(0)
+    ensemble = GenerativeModel.for_dataset(data, n_networks=3)
+    history = ensemble.fit(data.x_train, data.y_train, data.c_train, progress=False, seed=0, epochs=10)
+    assert len(history.val_loss) <= 10
+    x, y = data.x_test, data.y_test
+    members = []
+    for m in range(3):  # each network alone, as a one-network model with the same fitted factors
+        single = GenerativeModel.for_dataset(data)
+        single.load_state_dict(
+            {
+                **ensemble.state_dict(),
+                **{
+                    k.replace(f"networks.{m}.", "networks.0."): v
+                    for k, v in ensemble.state_dict().items()
+                    if k.startswith(f"networks.{m}.")
+                },
+            },
+            strict=False,
+        )
+        members.append(single.log_joint(x, y))
+    expected = np.logaddexp.reduce(np.stack(members), axis=0) - np.log(3)
+    np.testing.assert_allclose(ensemble.log_joint(x, y), expected, rtol=1e-10)
+    lo, hi = data.y_range
+    grid = np.linspace(lo - 3, hi + 3, 100_001)
+    mass = integrate.trapezoid(np.exp(ensemble.log_prob(grid[:, None], x[:3])), grid, axis=0)
+    np.testing.assert_allclose(mass, 1.0, atol=2e-4)
+    mean, sd = ensemble.x_mean_sd(np.array([0.0]))
+    assert mean.shape == sd.shape == (1, 2) and np.all(sd > 0)
+    with pytest.raises(ValueError, match="n_networks=1"):
+        ensemble.fit(data.x_train, data.y_train, progress=False)

@@ -50,6 +50,21 @@ YFamily = Literal["gaussian", "uniform"]
 XParents = Literal["y,c", "c"]
 
 
+def _combine(histories: list[History]) -> History:
+    """One history for an ensemble: losses averaged over its networks epoch by epoch (as far as all
+    ran), the times added up."""
+    epochs = min(len(h.val_loss) for h in histories)
+    combined = History(
+        train_loss=list(np.mean([h.train_loss[:epochs] for h in histories], axis=0)),
+        val_loss=list(np.mean([h.val_loss[:epochs] for h in histories], axis=0)),
+        best_epoch=int(np.argmin(np.mean([h.val_loss[:epochs] for h in histories], axis=0))),
+        stopped_early=all(h.stopped_early for h in histories),
+        seconds=sum(h.seconds for h in histories),
+        val_index=histories[0].val_index,
+    )
+    return combined
+
+
 def _log_cell_density(y: np.ndarray, cells: np.ndarray) -> np.ndarray:
     """log p(y | c) of the uniform family, for y of shape (..., 1): shape (..., K).
 
@@ -93,6 +108,66 @@ def _sample_cells(cells: np.ndarray, c: np.ndarray, rng: np.random.Generator) ->
     )
 
 
+class XNetwork(nn.Module):
+    """One network for p(x | y, c) (or p(x | c)): a Gaussian over x whose mean and scale an MLP predicts.
+
+    Inputs are y (z-scored) and the one-hot c; a per-component linear path a_c y + b_c runs beside
+    the MLP, so the MLP learns how x departs from a line. ``forward(inputs)``, inputs (n, 2) holding
+    y and c, returns the ``Normal`` over x that the shared training loop scores.
+    """
+
+    def __init__(self, n_components: int, x_parents: XParents, hidden: int, depth: int, min_scale: float):
+        super().__init__()
+        self.n_components, self.x_parents, self.min_scale = n_components, x_parents, min_scale
+        # z-scoring statistics of the training data: (x mean, x sd, y mean, y sd)
+        self.register_buffer("stats", torch.tensor([0.0, 1.0, 0.0, 1.0], dtype=torch.float64))
+        inputs = n_components + (1 if x_parents == "y,c" else 0)
+        layers: list[nn.Module] = []
+        for i in range(depth):
+            layers += [nn.Linear(inputs if i == 0 else hidden, hidden), nn.SiLU()]
+        self.net = nn.Sequential(*layers, nn.Linear(hidden, 2))
+        self.line_slope = nn.Parameter(torch.zeros(n_components)) if x_parents == "y,c" else None
+        self.line_offset = nn.Parameter(torch.zeros(n_components)) if x_parents == "y,c" else None
+
+    def x_given(self, y: Tensor, c: Tensor) -> torch.distributions.Normal:
+        """p(x | y, c) for tensors y (n,) and integer c (n,): a Normal over x, float32."""
+        x_mean, x_sd, y_mean, y_sd = self.stats.float()
+        features = F.one_hot(c.long(), self.n_components).float()
+        if self.x_parents == "y,c":
+            features = torch.cat([((y.float() - y_mean) / y_sd)[:, None], features], dim=1)
+        loc, raw_scale = self.net(features).unbind(-1)
+        if self.x_parents == "y,c":
+            loc = loc + self.line_slope[c.long()] * features[:, 0] + self.line_offset[c.long()]
+        scale = F.softplus(raw_scale) + self.min_scale
+        return torch.distributions.Normal(x_mean + x_sd * loc, x_sd * scale)
+
+    def forward(self, inputs: Tensor) -> torch.distributions.Normal:
+        return self.x_given(inputs[:, 0], inputs[:, 1])
+
+    @torch.no_grad()
+    def start_at_least_squares(self, x: np.ndarray, y: np.ndarray, c: np.ndarray) -> None:
+        """Start at each component's linear-Gaussian fit: the least-squares line of x on y (the linear
+        path) and the residual spread (the scale), with the MLP's output zeroed, so that training
+        spends the MLP on how x departs from a line, not on finding the line."""
+        if self.x_parents != "y,c":
+            return
+        x_mean, x_sd, y_mean, y_sd = self.stats.cpu().numpy()
+        x_z, y_z = (x - x_mean) / x_sd, (y - y_mean) / y_sd
+        slopes, offsets, spreads = [], [], []
+        for i in range(self.n_components):
+            design = np.stack([y_z[c == i], np.ones(np.sum(c == i))], axis=1)
+            (slope, offset), *_ = np.linalg.lstsq(design, x_z[c == i], rcond=None)
+            slopes.append(slope)
+            offsets.append(offset)
+            spreads.append(np.std(x_z[c == i] - design @ [slope, offset]))
+        self.line_slope.copy_(torch.tensor(slopes))
+        self.line_offset.copy_(torch.tensor(offsets))
+        last = self.net[-1]
+        last.weight.zero_()
+        spread = max(float(np.mean(spreads)) - self.min_scale, 1e-6)
+        last.bias.copy_(torch.tensor([0.0, float(np.log(np.expm1(spread)))]))
+
+
 class GenerativeModel(nn.Module):
     """p(x, y, c) = p(c) p(y | c) p(x | parents), with p(x | parents) a Gaussian from a neural network.
 
@@ -110,6 +185,10 @@ class GenerativeModel(nn.Module):
             deviation of x, so no component can collapse to a spike.
         quadrature_oversample: y nodes per narrowest peak of p(x | y, c) as a function of y when
             computing p(x); the step is set from the trained network (see :meth:`quadrature_grid`).
+        n_networks: M networks trained independently (different initial weights and batch order) whose
+            Gaussians are averaged: p(x | y, c) = 1/M sum_m N(x; mean_m, sd_m^2), a deep ensemble.
+            Where data is scarce the members disagree and the mixture widens; this helps most on small
+            data sets, at M times the training cost. Labelled training only.
 
     The network z-scores its inputs and outputs with the training data's statistics.
     """
@@ -123,6 +202,7 @@ class GenerativeModel(nn.Module):
         depth: int = 3,
         min_scale: float = 1e-3,
         quadrature_oversample: float = 2.0,
+        n_networks: int = 1,
     ):
         super().__init__()
         self.n_components = check_count(n_components, "n_components")
@@ -140,17 +220,8 @@ class GenerativeModel(nn.Module):
         self.register_buffer("y_a", torch.zeros(k, dtype=torch.float64))  # mean, or lower edge
         self.register_buffer("y_b", torch.ones(k, dtype=torch.float64))  # sd, or upper edge
         self.register_buffer("y_cells", torch.ones(k, 5, dtype=torch.float64))  # uniform: a, b, gaps, n
-        # z-scoring statistics of the training data: (x mean, x sd, y mean, y sd)
-        self.register_buffer("stats", torch.tensor([0.0, 1.0, 0.0, 1.0], dtype=torch.float64))
-        inputs = k + (1 if x_parents == "y,c" else 0)
-        layers: list[nn.Module] = []
-        for i in range(depth):
-            layers += [nn.Linear(inputs if i == 0 else hidden, hidden), nn.SiLU()]
-        self.net = nn.Sequential(*layers, nn.Linear(hidden, 2))
-        # A per-component linear path beside the network, loc += a_c y + b_c: the network then only
-        # learns how x departs from a line in y, which a line-shaped truth makes zero.
-        self.line_slope = nn.Parameter(torch.zeros(k)) if x_parents == "y,c" else None
-        self.line_offset = nn.Parameter(torch.zeros(k)) if x_parents == "y,c" else None
+        n_networks = check_count(n_networks, "n_networks")
+        self.networks = nn.ModuleList(XNetwork(k, x_parents, hidden, depth, self.min_scale) for _ in range(n_networks))
         self._unlabelled: nn.ParameterDict | None = None
         self._quadrature: np.ndarray | None = None
 
@@ -171,21 +242,13 @@ class GenerativeModel(nn.Module):
     def device(self) -> torch.device:
         return self.log_pc.device
 
-    def x_given(self, y: Tensor, c: Tensor) -> torch.distributions.Normal:
-        """p(x | y, c) (or p(x | c)) for tensors y (n,) and integer c (n,): a Normal over x, float32."""
-        x_mean, x_sd, y_mean, y_sd = self.stats.float()
-        features = F.one_hot(c.long(), self.n_components).float()
-        if self.x_parents == "y,c":
-            features = torch.cat([((y.float() - y_mean) / y_sd)[:, None], features], dim=1)
-        loc, raw_scale = self.net(features).unbind(-1)
-        if self.x_parents == "y,c":
-            loc = loc + self.line_slope[c.long()] * features[:, 0] + self.line_offset[c.long()]
-        scale = F.softplus(raw_scale) + self.min_scale
-        return torch.distributions.Normal(x_mean + x_sd * loc, x_sd * scale)
+    def x_given(self, y: Tensor, c: Tensor, member: int = 0) -> torch.distributions.Normal:
+        """p(x | y, c) (or p(x | c)) of one member network, for tensors y (n,) and integer c (n,)."""
+        return self.networks[member].x_given(y, c)
 
     def forward(self, inputs: Tensor) -> torch.distributions.Normal:
-        """p(x | y, c) for ``inputs`` (n, 2) holding y and c: the form the training loop expects."""
-        return self.x_given(inputs[:, 0], inputs[:, 1])
+        """p(x | y, c) of the first network for ``inputs`` (n, 2) holding y and c."""
+        return self.networks[0](inputs)
 
     def _y_params(self) -> tuple[Tensor, Tensor, Tensor]:
         """log p(c), and p(y | c)'s two parameters (mean and sd, or edges), as tensors."""
@@ -215,7 +278,8 @@ class GenerativeModel(nn.Module):
         x, y = np.ravel(finite_array(x, "x")), np.ravel(finite_array(y, "y"))
         if x.shape != y.shape or len(x) < 2:
             raise ValueError(f"x and y must be 1-D with the same length >= 2, got {x.shape} and {y.shape}")
-        self.stats.copy_(torch.tensor([x.mean(), x.std() or 1.0, y.mean(), y.std() or 1.0], dtype=torch.float64))
+        for network in self.networks:
+            network.stats.copy_(torch.tensor([x.mean(), x.std() or 1.0, y.mean(), y.std() or 1.0]))
         self._quadrature = None
         train_kwargs.setdefault("description", "p(x | parents)" if c is not None else "p(x, y), no labels")
         if c is None:
@@ -227,7 +291,16 @@ class GenerativeModel(nn.Module):
             raise ValueError(f"c must lie in 0..{self.n_components - 1}, got values from {c.min()} to {c.max()}")
         self._fit_known_factors(y, c)
         inputs = np.stack([y, c.astype(np.float64)], axis=1)
-        return train(self, inputs, x, **{**self._training_defaults(len(x)), **train_kwargs})
+        settings = {**self._training_defaults(len(x)), **train_kwargs}
+        seed = settings.get("seed", 0)
+        histories = []
+        for m, network in enumerate(self.networks):
+            network.start_at_least_squares(x, y, c)
+            member_seed = None if seed is None else seed + m
+            histories.append(train(network, inputs, x, **{**settings, "seed": member_seed}))
+        self.to(next(self.networks[0].parameters()).device)  # where training put the networks
+        self.eval()
+        return histories[0] if len(histories) == 1 else _combine(histories)
 
     @staticmethod
     def _training_defaults(n: int) -> dict:
@@ -260,6 +333,8 @@ class GenerativeModel(nn.Module):
     def _fit_unlabelled(self, x: np.ndarray, y: np.ndarray, train_kwargs: dict) -> History:
         if self.y_family != "gaussian":
             raise ValueError("training without labels needs y_family='gaussian' (uniform cells have no gradient)")
+        if len(self.networks) != 1:
+            raise ValueError(f"training without labels needs n_networks=1, got {len(self.networks)}")
         k = self.n_components
         # Start the components spread over y: means at evenly spaced quantiles, sds a K-th of the spread.
         start_means = np.quantile(y, (np.arange(k) + 0.5) / k)
@@ -296,24 +371,37 @@ class GenerativeModel(nn.Module):
         return r"p(x, y, c) = p(c)\, p(y \mid c)\, p(x \mid " + ("y, c" if self.x_parents == "y,c" else "c") + ")"
 
     def x_mean_sd(self, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-        """The network's mean and sd of x for every component at each y: two arrays y.shape + (K,)."""
+        """Mean and sd of p(x | y, c) for every component at each y: two arrays y.shape + (K,).
+
+        With several networks these are the mean and sd of their mixture.
+        """
         y = finite_array(y, "y")
-        mean, sd = self._x_params(y)
-        shape = (*y.shape, self.n_components)
-        return np.broadcast_to(mean, shape).copy(), np.broadcast_to(sd, shape).copy()
+        shape, m = (*y.shape, self.n_components), len(self.networks)
+        mean, sd = (np.broadcast_to(v, (*y.shape, m * self.n_components)) for v in self._x_params(y))
+        mean, sd = mean.reshape((*y.shape, m, self.n_components)), sd.reshape((*y.shape, m, self.n_components))
+        mixture_mean = mean.mean(axis=-2)
+        mixture_sd = np.sqrt(np.maximum((sd**2 + mean**2).mean(axis=-2) - mixture_mean**2, 0.0))
+        return np.broadcast_to(mixture_mean, shape).copy(), np.broadcast_to(mixture_sd, shape).copy()
 
     # ---- the densities, in numpy (the conditional-density protocol) -----------------------------
     @torch.no_grad()
     def _x_params(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and sd of x for every component at each y: shapes y.shape + (K,) (or (K,) for x_parents='c')."""
+        """Mean and sd of x for every (network, component) pair at each y, network-major: shapes
+        y.shape + (M K,), or (M K,) when x does not depend on y."""
         k = self.n_components
         if self.x_parents == "c":
-            normal = self.x_given(torch.zeros(k, device=self.device), torch.arange(k, device=self.device))
-            return normal.loc.double().cpu().numpy(), normal.scale.double().cpu().numpy()
-        flat = torch.as_tensor(np.ravel(y), device=self.device)
-        normal = self.x_given(flat.repeat_interleave(k), torch.arange(k, device=self.device).repeat(len(flat)))
-        shape = (*np.shape(y), k)
-        return normal.loc.double().cpu().numpy().reshape(shape), normal.scale.double().cpu().numpy().reshape(shape)
+            y_flat, c = torch.zeros(k, device=self.device), torch.arange(k, device=self.device)
+            shape: tuple[int, ...] = (k,)
+        else:
+            flat = torch.as_tensor(np.ravel(y), device=self.device)
+            y_flat, c = flat.repeat_interleave(k), torch.arange(k, device=self.device).repeat(len(flat))
+            shape = (*np.shape(y), k)
+        means, sds = [], []
+        for member in range(len(self.networks)):
+            normal = self.x_given(y_flat, c, member)
+            means.append(normal.loc.double().cpu().numpy().reshape(shape))
+            sds.append(normal.scale.double().cpu().numpy().reshape(shape))
+        return np.concatenate(means, axis=-1), np.concatenate(sds, axis=-1)
 
     def _log_prior_y(self, y: np.ndarray) -> np.ndarray:
         """log p(c) + log p(y | c): shape y.shape + (K,)."""
@@ -323,9 +411,14 @@ class GenerativeModel(nn.Module):
             return log_pc - 0.5 * ((y_ - a) / b) ** 2 - np.log(b) - 0.5 * np.log(2 * np.pi)
         return log_pc + _log_cell_density(y_, self.y_cells.cpu().numpy())
 
+    def _log_weights(self, y: np.ndarray) -> np.ndarray:
+        """log p(c) + log p(y | c) - log M for every (network, component) pair: y.shape + (M K,)."""
+        m = len(self.networks)
+        return np.tile(self._log_prior_y(y), m) - np.log(m)
+
     def _log_joint(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         mean, sd = self._x_params(y)
-        return log_gaussian_mixture(x, self._log_prior_y(y), mean, sd)
+        return log_gaussian_mixture(x, self._log_weights(y), mean, sd)
 
     def log_joint(self, x: ArrayLike, y: ArrayLike) -> np.ndarray:
         """log p(x, y) with c summed out. ``x`` and ``y`` broadcast; the result has their broadcast shape."""
@@ -350,7 +443,7 @@ class GenerativeModel(nn.Module):
             slope = np.abs(np.gradient(mean, pilot, axis=0))
             # Only where p(y, c) has mass (within e^-30 of its peak): far out, the network's
             # extrapolation may be steep, but nothing there adds to the integral.
-            log_prior = self._log_prior_y(pilot)
+            log_prior = self._log_weights(pilot)
             relevant = log_prior > log_prior.max() - 30
             width = np.min((sd / np.maximum(slope, 1e-12))[relevant])
             n_nodes = int(np.clip((hi - lo) / width * self.quadrature_oversample, 2048, 2**16))
@@ -360,11 +453,12 @@ class GenerativeModel(nn.Module):
     def _log_marginal_x(self, x: np.ndarray) -> np.ndarray:
         if self.x_parents == "c":  # y has no edge into x: summing y out is exact
             mean, sd = self._x_params(np.empty(0))
-            return log_gaussian_mixture(x[..., None], self.log_pc.cpu().numpy(), mean, sd)[..., 0]
+            log_weights = np.tile(self.log_pc.cpu().numpy(), len(self.networks)) - np.log(len(self.networks))
+            return log_gaussian_mixture(x[..., None], log_weights, mean, sd)[..., 0]
         nodes = self.quadrature_grid()
         unique, inverse = np.unique(x, return_inverse=True)
-        mean, sd = self._x_params(nodes)  # (nodes, K), once for every x
-        log_prior = self._log_prior_y(nodes)
+        mean, sd = self._x_params(nodes)  # (nodes, M K), once for every x
+        log_prior = self._log_weights(nodes)
         log_h = np.log(nodes[1] - nodes[0])
         out = np.empty(len(unique))
         rows = max(1, 2**20 // len(nodes))
@@ -419,8 +513,8 @@ class GenerativeModel(nn.Module):
             y = self.y_a.cpu().numpy()[c] + self.y_b.cpu().numpy()[c] * rng.standard_normal(n)
         else:
             y = _sample_cells(self.y_cells.cpu().numpy(), c, rng)
-        mean, sd = self._x_params(y)
-        if self.x_parents == "c":
-            mean, sd = np.broadcast_to(mean, (n, self.n_components)), np.broadcast_to(sd, (n, self.n_components))
+        width = len(self.networks) * self.n_components
+        mean, sd = (np.broadcast_to(v, (n, width)) for v in self._x_params(y))
+        column = rng.integers(len(self.networks), size=n) * self.n_components + c  # a network, then c
         rows = np.arange(n)
-        return mean[rows, c] + sd[rows, c] * rng.standard_normal(n), y, c
+        return mean[rows, column] + sd[rows, column] * rng.standard_normal(n), y, c
