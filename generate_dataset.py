@@ -211,11 +211,32 @@ def _pick_components(log_weights: np.ndarray, n: int, rng: np.random.Generator) 
     return picks
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
+class _GaussianComponents(ToyDataset):
+    """The part the linear and sinusoid processes share: c ~ p(c), y | c ~ N(mu_c, 1)."""
+
+    means: np.ndarray
+    weights: np.ndarray
+
+    @property
+    def n_components(self) -> int:
+        return len(self.means)
+
+    def _draw_components(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """n draws of (c, y): c from the weights, y from its component's N(mu_c, 1)."""
+        c = rng.choice(self.n_components, size=n, p=self.weights)
+        return c, self.means[c] + rng.standard_normal(n)
+
+    @property
+    def y_range(self):
+        return float(self.means.min() - 4), float(self.means.max() + 4)
+
+
 # =================================================================================================
 # 1. Mixture of linear functions
 # =================================================================================================
 @dataclass(frozen=True, kw_only=True, eq=False)
-class LinearMixture(ToyDataset):
+class LinearMixture(_GaussianComponents):
     """c ~ U{1..K}; y | c ~ N(mu_c, 1); x = s_c y + o_c + N(0, noise^2).
 
     Each component is jointly Gaussian in (x, y), so everything is closed form:
@@ -227,19 +248,12 @@ class LinearMixture(ToyDataset):
         means: mu_c, shape (K,). slopes: s_c. offsets: o_c. weights: p(c) (uniform).
     """
 
-    means: np.ndarray
     slopes: np.ndarray
     offsets: np.ndarray
-    weights: np.ndarray
     name: ClassVar[str] = "linear"
 
-    @property
-    def n_components(self) -> int:
-        return len(self.means)
-
     def _sample_joint(self, n, rng):
-        c = rng.choice(self.n_components, size=n, p=self.weights)
-        y = self.means[c] + rng.standard_normal(n)
+        c, y = self._draw_components(n, rng)
         x = self.slopes[c] * y + self.offsets[c] + self.noise * rng.standard_normal(n)
         return x, y, c
 
@@ -278,10 +292,6 @@ class LinearMixture(ToyDataset):
     def x_range(self):
         mean, sd = self._x_given_c()
         return float(np.min(mean - 4 * sd)), float(np.max(mean + 4 * sd))
-
-    @property
-    def y_range(self):
-        return float(self.means.min() - 4), float(self.means.max() + 4)
 
 
 def linear_mixture(
@@ -324,7 +334,7 @@ _MAX_QUADRATURE_NODES = 2**18  # per x; reached only ~1e4 data widths out, where
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
-class InvertedSinusoidMixture(ToyDataset):
+class InvertedSinusoidMixture(_GaussianComponents):
     """c ~ U{1..K}; y | c ~ N(mu_c, 1); x = f_c(y) + N(0, noise^2), f_c(y) = A_c sin(w_c y) + o_c + y/2.
 
     p(x, y) = sum_c p(c) N(y; mu_c, 1) N(x; f_c(y), noise^2) is closed form; p(x) is not, so
@@ -343,25 +353,18 @@ class InvertedSinusoidMixture(ToyDataset):
         quad_oversample: nodes per narrowest peak width in the quadrature (default 1.5).
     """
 
-    means: np.ndarray
     amplitudes: np.ndarray
     frequencies: np.ndarray
     offsets: np.ndarray
-    weights: np.ndarray
     quad_oversample: float = 1.5
     name: ClassVar[str] = "sinusoid"
-
-    @property
-    def n_components(self) -> int:
-        return len(self.means)
 
     def _f(self, y: np.ndarray) -> np.ndarray:
         """f_c(y) for y of shape (..., 1) or (..., K): shape (..., K)."""
         return self.amplitudes * np.sin(self.frequencies * y) + self.offsets + SINUSOID_SLOPE * y
 
     def _sample_joint(self, n, rng):
-        c = rng.choice(self.n_components, size=n, p=self.weights)
-        y = self.means[c] + rng.standard_normal(n)
+        c, y = self._draw_components(n, rng)
         x = self._f(y[:, None])[np.arange(n), c] + self.noise * rng.standard_normal(n)
         return x, y, c
 
@@ -455,10 +458,6 @@ class InvertedSinusoidMixture(ToyDataset):
         y = np.linspace(self.means - 4, self.means + 4, 2001)  # (2001, K)
         f = self.amplitudes * np.sin(self.frequencies * y) + self.offsets + SINUSOID_SLOPE * y
         return float(f.min() - 4 * self.noise), float(f.max() + 4 * self.noise)
-
-    @property
-    def y_range(self):
-        return float(self.means.min() - 4), float(self.means.max() + 4)
 
 
 def inverted_sinusoid_mixture(
