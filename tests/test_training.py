@@ -78,6 +78,15 @@ def test_early_stopping_restores_the_best_weights():
     assert not model.training
 
 
+def test_min_epochs_holds_off_early_stopping():
+    x, y = line_data(60, seed=2)
+    torch.manual_seed(0)
+    history = train(LinearGaussian(), x, y, epochs=200, lr=0.5, batch_size=8, patience=5, min_epochs=80, progress=False)
+    assert len(history.val_loss) >= 80
+    with pytest.raises(ValueError, match="min_epochs"):
+        train(LinearGaussian(), x, y, min_epochs=-1, progress=False)
+
+
 def test_gradient_clipping_bounds_the_step():
     x, y = line_data(100)
     x, y = x, 1e4 * y  # huge gradients

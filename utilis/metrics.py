@@ -85,6 +85,8 @@ def bayes_gap(model: ConditionalDensity, truth: ConditionalDensity, x: ArrayLike
     log_q = _log_likelihoods(model, x, y, "model")
     log_p = _log_likelihoods(truth, x, y, "truth")
     difference = log_p - log_q
+    if not np.all(np.isfinite(difference)):  # the model gives some point density 0: an infinite gap
+        return Gap(float(difference.mean()), float("inf"), float(-log_q.mean()), float(-log_p.mean()))
     stderr = float(difference.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
     return Gap(float(difference.mean()), stderr, float(-log_q.mean()), float(-log_p.mean()))
 

@@ -24,9 +24,12 @@ __all__ = [
     "plot_conditionals",
     "plot_dataset",
     "plot_heatmap",
+    "plot_mixture_parameters",
     "plot_model_vs_truth",
     "plot_network_and_fit",
     "plot_overview",
+    "plot_point_predictions",
+    "plot_samples",
     "plot_x_given_y",
 ]
 
@@ -244,3 +247,51 @@ def plot_against_truth(model: ConditionalDensity, data, x_star: ArrayLike, label
     x_grid, y_grid = np.linspace(*data.x_range, 300), np.linspace(*data.y_range, 400)
     maps = plot_model_vs_truth(model, data.truth, x_grid, y_grid, kind=kind, model_label=label)
     return curves, maps
+
+
+def plot_point_predictions(
+    predictions: Mapping[str, np.ndarray], data, x_grid: ArrayLike, ax: Axes | None = None
+) -> Axes:
+    """Single-answer predictions along x (one line each) over the data, with the true E[y | x] dashed."""
+    x = check_grid(x_grid, "x_grid")
+    ax = plot_dataset(data, ax, size=4.0)
+    y_grid = np.linspace(*data.y_range, 3000)
+    ax.plot(x, conditional_mean(data.truth, x, y_grid), color="black", ls="--", lw=1.2, label="true E[y | x]")
+    for i, (label, values) in enumerate(predictions.items()):
+        ax.plot(x, values, lw=2, color=f"C{(i + 3) % 10}", label=label)
+    ax.legend(fontsize="small", markerscale=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_title(f"{data.name}: single answers")
+    return ax
+
+
+def plot_mixture_parameters(mixture, data, x_grid: ArrayLike, axes: Sequence[Axes] | None = None) -> np.ndarray:
+    """A mixture's pi_k(x), mu_k(x) (over the data) and sigma_k(x) along x, as in Bishop's Figure 5.21.
+
+    ``mixture(x)`` must return three arrays (len(x), K): weights, means and scales.
+    """
+    x = check_grid(x_grid, "x_grid")
+    weights, means, scales = mixture(x)
+    if axes is None:
+        axes = plt.subplots(1, 3, figsize=(14, 3.6), layout="constrained")[1]
+    axes[1].scatter(data.x_train, data.y_train, s=3, color="0.75", linewidths=0)
+    for k in range(weights.shape[1]):
+        line = axes[0].plot(x, weights[:, k], lw=1.2)[0]
+        alpha = np.clip(weights[:, k] * 3, 0.05, 1.0)  # a component's mean shown as strongly as it weighs
+        axes[1].scatter(x, means[:, k], s=2, color=line.get_color(), alpha=alpha, linewidths=0)
+        axes[2].plot(x, scales[:, k], lw=1.2, color=line.get_color(), alpha=0.8)
+    axes[0].set(xlabel=X_LABEL, ylabel="mixing weight pi_k(x)", ylim=(0, 1))
+    axes[1].set(xlabel=X_LABEL, ylabel="mean mu_k(x)", ylim=data.y_range, title="means, shaded by weight")
+    axes[2].set(xlabel=X_LABEL, ylabel="scale sigma_k(x)", yscale="log")
+    return np.asarray(axes)
+
+
+def plot_samples(model: ConditionalDensity, data, n_x: int = 400, ax: Axes | None = None, seed: int = 0) -> Axes:
+    """Points drawn from the model, one y per x at ``n_x`` x from the data, over the training points."""
+    ax = ax if ax is not None else plt.subplots(figsize=(5, 4), layout="constrained")[1]
+    rng = np.random.default_rng(seed)
+    x = rng.choice(data.x_train, size=min(n_x, len(data.x_train)), replace=False)
+    ax.scatter(data.x_train, data.y_train, s=4, color="0.7", linewidths=0, label="training data")
+    ax.scatter(x, model.sample(x, 1, seed=rng)[0], s=5, color="C3", linewidths=0, label="samples from the model")
+    ax.set(xlabel=X_LABEL, ylabel=Y_LABEL, title=f"{data.name}: samples", ylim=data.y_range)
+    ax.legend(fontsize="small", markerscale=2)
+    return ax

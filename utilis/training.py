@@ -96,6 +96,7 @@ def train(
     weight_decay: float = 0.0,
     val_fraction: float = 0.1,
     patience: int = 20,
+    min_epochs: int = 0,
     lr_patience: int | None = None,
     clip_norm: float | None = 10.0,
     seed: int | None = 0,
@@ -114,6 +115,8 @@ def train(
         batch_size, lr, weight_decay: minibatch size, Adam's step size and weight decay.
         val_fraction: share of the points held out to choose the epoch (0 < val_fraction < 1).
         patience: stop after this many epochs without a better validation loss.
+        min_epochs: never stop before this many epochs, so an early transient in the validation
+            loss (a mixture sharpening its components, say) is not taken for the end of learning.
         lr_patience: if given, halve the step size after this many epochs without a better
             validation loss (``ReduceLROnPlateau``), so the last epochs refine instead of bouncing.
         clip_norm: clip the gradient's norm to this (None: no clipping).
@@ -133,6 +136,7 @@ def train(
         check_count(batch_size, "batch_size"),
         check_count(patience, "patience"),
     )
+    min_epochs = check_count(min_epochs, "min_epochs", minimum=0)
     lr = check_positive(lr, "lr")
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
@@ -196,7 +200,7 @@ def train(
             best, history.best_epoch = val, epoch
             best_state = copy.deepcopy(model.state_dict())
         bar.set_postfix(train=f"{history.train_loss[-1]:.4f}", val=f"{val:.4f}", best=f"{best:.4f}")
-        if epoch - history.best_epoch >= patience:
+        if epoch - history.best_epoch >= patience and epoch + 1 >= min_epochs:
             history.stopped_early = True
             break
     bar.close()
