@@ -203,6 +203,16 @@ def _n_test(n_samples: int, test_fraction: object) -> int:
     return n_test
 
 
+def _checked_common(
+    n_samples: object, noise: object, test_fraction: object, seed: int | np.random.Generator | None
+) -> tuple[int, float, np.random.Generator]:
+    """The arguments every generator shares, checked: n_samples, noise, test_fraction (and the generator)."""
+    n_samples = _check_n(n_samples, "n_samples")
+    noise = check_positive(noise, "noise")
+    _n_test(n_samples, test_fraction)
+    return n_samples, noise, as_generator(seed)
+
+
 def _pick_components(log_weights: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """For each row of ``log_weights`` (m, K), n component indices drawn from its softmax: shape (n, m)."""
     cumulative = np.cumsum(np.exp(log_softmax(log_weights, axis=-1)), axis=-1)  # (m, K)
@@ -310,11 +320,8 @@ def linear_mixture(
         >>> data.x_train.shape, data.means.shape
         ((450,), (3,))
     """
-    n_samples = _check_n(n_samples, "n_samples")
     k = check_count(n_components, "n_components")
-    noise = check_positive(noise, "noise")
-    _n_test(n_samples, test_fraction)
-    rng = as_generator(seed)
+    n_samples, noise, rng = _checked_common(n_samples, noise, test_fraction, seed)
     dataset = LinearMixture(
         means=rng.uniform(-10, 10, k),
         slopes=rng.uniform(-2, 2, k),
@@ -477,11 +484,8 @@ def inverted_sinusoid_mixture(
         >>> data.y_test.shape, data.amplitudes.shape
         ((50,), (2,))
     """
-    n_samples = _check_n(n_samples, "n_samples")
     k = check_count(n_components, "n_components")
-    noise = check_positive(noise, "noise")
-    _n_test(n_samples, test_fraction)
-    rng = as_generator(seed)
+    n_samples, noise, rng = _checked_common(n_samples, noise, test_fraction, seed)
     dataset = InvertedSinusoidMixture(
         means=rng.uniform(-5, 5, k),
         amplitudes=rng.uniform(1, 5, k),
@@ -599,10 +603,8 @@ def camera_relocalisation(
         >>> data.half_width, data.patterns.shape
         (100.0, (10,))
     """
-    n_samples = _check_n(n_samples, "n_samples")
     k = check_count(n_locations, "n_locations")
     n_patterns = check_count(n_patterns, "n_patterns")
-    noise = check_positive(noise, "noise")
     if not isinstance(one_to_many, (bool, np.bool_)):
         raise ValueError(f"one_to_many must be True or False, got {one_to_many!r}")
     if not one_to_many and k > n_patterns + 1:
@@ -610,8 +612,7 @@ def camera_relocalisation(
             f"one_to_many=False needs a distinct pattern per location, but n_locations={k} exceeds "
             f"the n_patterns + 1 = {n_patterns + 1} pattern values"
         )
-    _n_test(n_samples, test_fraction)
-    rng = as_generator(seed)
+    n_samples, noise, rng = _checked_common(n_samples, noise, test_fraction, seed)
     half_width = 10.0 * k
     centres = np.sort(rng.uniform(-half_width, half_width, k))
     values = np.linspace(-1.0, 1.0, n_patterns + 1)
