@@ -34,7 +34,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.special import log_softmax
 
-from utilis.density import log_gaussian_mixture
+from utilis.density import log_gaussian_mixture, normal_logpdf
 from utilis.protocol import as_generator, broadcast_query, check_count, check_positive, finite_array, logsumexp_last
 
 __all__ = [
@@ -48,14 +48,6 @@ __all__ = [
     "inverted_sinusoid_mixture",
     "linear_mixture",
 ]
-
-_LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
-
-
-def _normal_logpdf(value: np.ndarray, mean: np.ndarray, sd: np.ndarray | float) -> np.ndarray:
-    """log N(value; mean, sd^2), elementwise (scipy.stats.norm.logpdf without its per-call overhead)."""
-    z = (value - mean) / sd
-    return -0.5 * z * z - np.log(sd) - _LOG_SQRT_2PI
 
 
 def _full(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -269,7 +261,7 @@ class LinearMixture(_GaussianComponents):
 
     def _log_joint(self, x, y):
         y_ = y[..., None]  # (..., 1) against the components (K,)
-        log_a = np.log(self.weights) + _normal_logpdf(y_, self.means, 1.0)
+        log_a = np.log(self.weights) + normal_logpdf(y_, self.means, 1.0)
         return log_gaussian_mixture(x, log_a, self.slopes * y_ + self.offsets, self.noise)
 
     def _x_given_c(self) -> tuple[np.ndarray, np.ndarray]:
@@ -277,12 +269,12 @@ class LinearMixture(_GaussianComponents):
 
     def _log_marginal_x(self, x):
         mean, sd = self._x_given_c()
-        return logsumexp_last(np.log(self.weights) + _normal_logpdf(x[..., None], mean, sd))
+        return logsumexp_last(np.log(self.weights) + normal_logpdf(x[..., None], mean, sd))
 
     def _posterior(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """log w_c(x), m_c(x), sqrt(v_c): shapes x.shape + (K,), same, (K,)."""
         mean, sd = self._x_given_c()
-        log_w = log_softmax(np.log(self.weights) + _normal_logpdf(x[..., None], mean, sd), axis=-1)
+        log_w = log_softmax(np.log(self.weights) + normal_logpdf(x[..., None], mean, sd), axis=-1)
         denominator = self.noise**2 + self.slopes**2
         m = (self.noise**2 * self.means + self.slopes * (x[..., None] - self.offsets)) / denominator
         return log_w, m, self.noise / np.sqrt(denominator)
@@ -377,7 +369,7 @@ class InvertedSinusoidMixture(_GaussianComponents):
 
     def _log_joint(self, x, y):
         y_ = y[..., None]  # (..., 1) against the components (K,)
-        log_a = np.log(self.weights) + _normal_logpdf(y_, self.means, 1.0)
+        log_a = np.log(self.weights) + normal_logpdf(y_, self.means, 1.0)
         return log_gaussian_mixture(x, log_a, self._f(y_), self.noise)
 
     # ---- quadrature ----------------------------------------------------------------------------
@@ -419,7 +411,7 @@ class InvertedSinusoidMixture(_GaussianComponents):
     def _log_integrand(self, x: np.ndarray, nodes: np.ndarray, c: int) -> np.ndarray:
         """log N(y; mu_c, 1) + log N(x; f_c(y), noise^2) at the nodes (len(x), N)."""
         f = self.amplitudes[c] * np.sin(self.frequencies[c] * nodes) + self.offsets[c] + SINUSOID_SLOPE * nodes
-        return _normal_logpdf(nodes, self.means[c], 1.0) + _normal_logpdf(x[:, None], f, self.noise)
+        return normal_logpdf(nodes, self.means[c], 1.0) + normal_logpdf(x[:, None], f, self.noise)
 
     def _log_x_given_c(self, x: np.ndarray) -> np.ndarray:
         """log p(x | c) for a 1-D x: shape (len(x), K), in chunks so memory stays bounded."""
@@ -555,7 +547,7 @@ class CameraRelocalisation(ToyDataset):
     def _log_weights(self, x: np.ndarray) -> np.ndarray:
         """log p(c) + log p(x | c) with p(c) = |cell_c| / 2T: shape x.shape + (K,)."""
         log_cell = np.log(self.cell_widths / (2 * self.half_width))
-        return log_cell + _normal_logpdf(x[..., None], self.patterns, self.noise)
+        return log_cell + normal_logpdf(x[..., None], self.patterns, self.noise)
 
     def _log_marginal_x(self, x):
         return logsumexp_last(self._log_weights(x))

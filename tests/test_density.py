@@ -135,3 +135,12 @@ def test_log_gaussian_mixture_matches_scipy():
     with np.errstate(divide="ignore"):
         none = log_gaussian_mixture(x, np.log(np.zeros(3)), np.zeros(3), np.ones(3))
     assert np.all(none == -np.inf)
+
+
+def test_normal_logpdf_matches_scipy():
+    from scipy import stats
+
+    from utilis.density import normal_logpdf
+
+    value, mean, sd = np.linspace(-50, 50, 21)[:, None], np.array([0.0, 3.0]), np.array([0.1, 7.0])
+    np.testing.assert_allclose(normal_logpdf(value, mean, sd), stats.norm.logpdf(value, mean, sd), rtol=1e-13)

@@ -18,12 +18,11 @@ from numpy.typing import ArrayLike
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from utilis.density import normal_logpdf
 from utilis.protocol import as_generator, broadcast_query, check_count, finite_array
 from utilis.training import History, train
 
 __all__ = ["BinnedClassifier", "GaussianRegression"]
-
-_LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
 
 
 def _mlp(outputs: int, hidden: int, depth: int) -> nn.Sequential:
@@ -97,8 +96,7 @@ class GaussianRegression(_ZScored):
         y_array, x_array, shape = broadcast_query(y, x)
         unique, inverse = np.unique(x_array, return_inverse=True)
         mean = self.predict(unique)[inverse].reshape(x_array.shape)
-        s = self.scale.item()
-        return np.broadcast_to(-0.5 * ((y_array - mean) / s) ** 2 - np.log(s) - _LOG_SQRT_2PI, shape).copy()
+        return np.broadcast_to(normal_logpdf(y_array, mean, self.scale.item()), shape).copy()
 
     def sample(self, x: ArrayLike, n: int, seed: int | np.random.Generator | None = None) -> np.ndarray:
         n, rng = check_count(n, "n"), as_generator(seed)

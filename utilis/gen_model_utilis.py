@@ -40,7 +40,7 @@ from numpy.typing import ArrayLike
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from utilis.density import log_gaussian_mixture
+from utilis.density import log_gaussian_mixture, normal_logpdf
 from utilis.protocol import as_generator, broadcast_query, check_count, check_positive, finite_array
 from utilis.training import History, train
 
@@ -408,7 +408,7 @@ class GenerativeModel(nn.Module):
         log_pc, a, b = (t.cpu().numpy() for t in (self.log_pc, self.y_a, self.y_b))
         y_ = np.asarray(y)[..., None]
         if self.y_family == "gaussian":
-            return log_pc - 0.5 * ((y_ - a) / b) ** 2 - np.log(b) - 0.5 * np.log(2 * np.pi)
+            return log_pc + normal_logpdf(y_, a, b)
         return log_pc + _log_cell_density(y_, self.y_cells.cpu().numpy())
 
     def _log_weights(self, y: np.ndarray) -> np.ndarray:
