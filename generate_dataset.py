@@ -34,7 +34,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.special import log_softmax
 
-from utilis.density import log_gaussian_mixture, normal_logpdf
+from utilis.density import log_gaussian_mixture, normal_logpdf, sample_categorical, sample_from_grid
 from utilis.protocol import as_generator, broadcast_query, check_count, check_positive, finite_array, logsumexp_last
 
 __all__ = [
@@ -205,14 +205,6 @@ def _checked_common(
     return n_samples, noise, as_generator(seed)
 
 
-def _pick_components(log_weights: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """For each row of ``log_weights`` (m, K), n component indices drawn from its softmax: shape (n, m)."""
-    cumulative = np.cumsum(np.exp(log_softmax(log_weights, axis=-1)), axis=-1)  # (m, K)
-    u = rng.random((n, log_weights.shape[0]))
-    picks = (u[..., None] > cumulative[None, :, :-1]).sum(axis=-1)  # (n, m)
-    return picks
-
-
 @dataclass(frozen=True, kw_only=True, eq=False)
 class _GaussianComponents(ToyDataset):
     """The part the linear and sinusoid processes share: c ~ p(c), y | c ~ N(mu_c, 1)."""
@@ -287,7 +279,7 @@ class LinearMixture(_GaussianComponents):
 
     def _sample_conditional(self, x, n, rng):
         log_w, m, sd = self._posterior(x)  # (m_x, K)
-        c = _pick_components(log_w, n, rng)  # (n, m_x)
+        c = sample_categorical(log_w, n, rng)  # (n, m_x)
         return np.take_along_axis(m, c.T, axis=1).T + sd[c] * rng.standard_normal(c.shape)
 
     @property
@@ -438,18 +430,15 @@ class InvertedSinusoidMixture(_GaussianComponents):
     def _sample_conditional(self, x, n, rng):
         # Component by p(c | x), then y by inverting the cumulative trapezoid over that component's nodes.
         log_w = np.log(self.weights) + self._log_x_given_c(x)  # (m, K)
-        components = _pick_components(log_w, n, rng)  # (n, m)
+        components = sample_categorical(log_w, n, rng)  # (n, m)
         u = rng.random((n, len(x)))
         out = np.empty((n, len(x)))
         for c in range(self.n_components):
             columns = np.flatnonzero((components == c).any(axis=0))
             for i in columns:
                 nodes, _ = self._quadrature_nodes(x[i : i + 1], c, int(self._node_counts(x[i : i + 1], c)[0]))
-                log_g = self._log_integrand(x[i : i + 1], nodes, c)[0]
-                g = np.exp(log_g - log_g.max())
-                cdf = np.concatenate([[0.0], np.cumsum(0.5 * (g[1:] + g[:-1]))])
                 rows = components[:, i] == c
-                out[rows, i] = np.interp(u[rows, i] * cdf[-1], cdf, nodes[0])
+                out[rows, i] = sample_from_grid(self._log_integrand(x[i : i + 1], nodes, c)[0], nodes[0], u[rows, i])
         return out
 
     @property
@@ -561,7 +550,7 @@ class CameraRelocalisation(ToyDataset):
         return np.where(self._inside(y), log_p, -np.inf)
 
     def _sample_conditional(self, x, n, rng):
-        c = _pick_components(self._log_weights(x), n, rng)  # (n, m)
+        c = sample_categorical(self._log_weights(x), n, rng)  # (n, m)
         edges = self.edges
         return edges[c] + rng.random(c.shape) * (edges[c + 1] - edges[c])
 

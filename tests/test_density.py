@@ -144,3 +144,20 @@ def test_normal_logpdf_matches_scipy():
 
     value, mean, sd = np.linspace(-50, 50, 21)[:, None], np.array([0.0, 3.0]), np.array([0.1, 7.0])
     np.testing.assert_allclose(normal_logpdf(value, mean, sd), stats.norm.logpdf(value, mean, sd), rtol=1e-13)
+
+
+def test_sample_categorical_and_from_grid():
+    from scipy import stats
+
+    from utilis.density import sample_categorical, sample_from_grid
+
+    rng = np.random.default_rng(0)
+    with np.errstate(divide="ignore"):
+        log_w = np.log([[0.2, 0.0, 0.8], [0.5, 0.5, 0.0]]) + 700.0  # unnormalised, huge, with zeros
+    draws = sample_categorical(log_w, 50_000, rng)
+    assert draws.shape == (50_000, 2)
+    np.testing.assert_allclose(np.bincount(draws[:, 0], minlength=3) / 50_000, [0.2, 0.0, 0.8], atol=0.01)
+    np.testing.assert_allclose(np.bincount(draws[:, 1], minlength=3) / 50_000, [0.5, 0.5, 0.0], atol=0.01)
+    nodes = np.concatenate([np.linspace(-8, 0, 3000), np.linspace(0.001, 8, 500)])  # uneven spacing
+    y = sample_from_grid(stats.norm.logpdf(nodes, 1.0, 1.5), nodes, rng.random(20_000))
+    assert stats.kstest(y, "norm", args=(1.0, 1.5)).pvalue > 1e-3

@@ -18,7 +18,7 @@ from numpy.typing import ArrayLike
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from utilis.density import normal_logpdf
+from utilis.density import normal_logpdf, sample_categorical
 from utilis.protocol import as_generator, broadcast_query, check_count, finite_array
 from utilis.training import History, train
 
@@ -167,8 +167,6 @@ class BinnedClassifier(_ZScored):
     def sample(self, x: ArrayLike, n: int, seed: int | np.random.Generator | None = None) -> np.ndarray:
         """n draws of y per x: a bin from p(bin | x), then uniformly within it."""
         n, rng = check_count(n, "n"), as_generator(seed)
-        p = self.probabilities(x)
         edges = self.edges.cpu().numpy()
-        u = rng.random((n, len(p)))
-        bins = np.minimum((u[..., None] > np.cumsum(p, axis=1)[None]).sum(-1), self.n_bins - 1)
+        bins = sample_categorical(self.outputs(x), n, rng)  # the logits; (n, len(x))
         return edges[bins] + rng.random(bins.shape) * np.diff(edges)[bins]

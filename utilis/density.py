@@ -28,6 +28,8 @@ __all__ = [
     "log_gaussian_mixture",
     "log_joint_grid",
     "normal_logpdf",
+    "sample_categorical",
+    "sample_from_grid",
 ]
 
 DEFAULT_BLOCK_ELEMENTS = 2**20  # grid points evaluated in one call: 8 MiB per float64 temporary
@@ -75,6 +77,25 @@ def log_gaussian_mixture(x: ArrayLike, log_a: np.ndarray, mean_x: np.ndarray, sd
     with np.errstate(divide="ignore"):
         np.log(total, out=total)
     return np.add(total, peak, out=total)
+
+
+def sample_categorical(log_weights: ArrayLike, n: int, rng: np.random.Generator) -> np.ndarray:
+    """For each row of ``log_weights`` (m, K), unnormalised, n indices drawn from its softmax: shape (n, m)."""
+    log_weights = np.asarray(log_weights, dtype=np.float64)
+    peak = log_weights.max(axis=-1, keepdims=True)
+    weights = np.exp(log_weights - peak)
+    cumulative = np.cumsum(weights / weights.sum(axis=-1, keepdims=True), axis=-1)  # (m, K)
+    u = rng.random((n, log_weights.shape[0]))
+    return (u[..., None] > cumulative[None, :, :-1]).sum(axis=-1)
+
+
+def sample_from_grid(log_density: ArrayLike, nodes: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Inverse-CDF draws from a density known on increasing ``nodes``: the CDF is the cumulative
+    trapezoid of exp(log_density), normalised; ``u`` are uniform draws, one per output."""
+    log_density = np.asarray(log_density, dtype=np.float64)
+    p = np.exp(log_density - log_density.max())
+    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (p[1:] + p[:-1]) * np.diff(nodes))])
+    return np.interp(u * cdf[-1], cdf, nodes)
 
 
 def check_grid(grid: ArrayLike, name: str) -> np.ndarray:

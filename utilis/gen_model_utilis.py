@@ -40,7 +40,7 @@ from numpy.typing import ArrayLike
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from utilis.density import log_gaussian_mixture, normal_logpdf
+from utilis.density import log_gaussian_mixture, normal_logpdf, sample_from_grid
 from utilis.protocol import as_generator, broadcast_query, check_count, check_positive, finite_array
 from utilis.training import History, train
 
@@ -499,10 +499,7 @@ class GenerativeModel(nn.Module):
         out = np.empty((n, len(x)))
         u = rng.random((n, len(x)))
         for i, xi in enumerate(x):
-            log_p = self._log_joint(np.float64(xi), nodes)
-            p = np.exp(log_p - log_p.max())
-            cdf = np.concatenate([[0.0], np.cumsum(0.5 * (p[1:] + p[:-1]) * np.diff(nodes))])
-            out[:, i] = np.interp(u[:, i] * cdf[-1], cdf, nodes)
+            out[:, i] = sample_from_grid(self._log_joint(np.float64(xi), nodes), nodes, u[:, i])
         return out
 
     def sample_joint(self, n: int, seed: int | np.random.Generator | None = None) -> tuple[np.ndarray, ...]:

@@ -24,6 +24,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 from numpy.typing import ArrayLike
@@ -31,7 +33,7 @@ from torch import Tensor, nn
 from torch.distributions import Categorical, MixtureSameFamily, Normal
 from torch.nn import functional as F
 
-from utilis.density import log_gaussian_mixture
+from utilis.density import log_gaussian_mixture, sample_categorical
 from utilis.metrics import find_modes
 from utilis.protocol import as_generator, broadcast_query, check_count, check_positive, finite_array
 from utilis.training import History, train
@@ -39,14 +41,12 @@ from utilis.training import History, train
 __all__ = ["MDN", "MixtureParameters"]
 
 
-class MixtureParameters:
+class MixtureParameters(NamedTuple):
     """pi_k(x), mu_k(x), sigma_k(x) for a batch of x, as numpy arrays of shape (len(x), K)."""
 
-    def __init__(self, weights: np.ndarray, means: np.ndarray, scales: np.ndarray):
-        self.weights, self.means, self.scales = weights, means, scales
-
-    def __iter__(self):
-        return iter((self.weights, self.means, self.scales))
+    weights: np.ndarray
+    means: np.ndarray
+    scales: np.ndarray
 
 
 class MDN(nn.Module):
@@ -142,9 +142,8 @@ class MDN(nn.Module):
         """``n`` draws of y from p(y | x) for each x: shape (n, len(x))."""
         n, rng = check_count(n, "n"), as_generator(seed)
         weights, means, scales = self.mixture(x)
-        cumulative = np.cumsum(weights, axis=1)  # (m, K)
-        u = rng.random((n, len(weights)))
-        k = np.minimum((u[..., None] > cumulative[None, :, :]).sum(-1), self.n_components - 1)  # (n, m)
+        with np.errstate(divide="ignore"):
+            k = sample_categorical(np.log(weights), n, rng)  # (n, m)
         columns = np.arange(len(weights))[None, :]
         return means[columns, k] + scales[columns, k] * rng.standard_normal(k.shape)
 
