@@ -32,10 +32,20 @@ from typing import ClassVar
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.special import log_softmax
 
-from utilis.density import log_gaussian_mixture, normal_logpdf, sample_categorical, sample_from_grid
-from utilis.protocol import as_generator, broadcast_query, check_count, check_positive, finite_array, logsumexp_last
+from utilis.numerics import (
+    log_gaussian_mixture,
+    log_gaussian_posterior,
+    log_histogram,
+    log_trapezoid,
+    logsumexp_last,
+    normal_logpdf,
+    sample_categorical,
+    sample_from_grid,
+    sample_gaussian_mixture,
+    sample_histogram,
+)
+from utilis.protocol import CheckedDensity, as_generator, broadcast_query, check_count, check_positive, finite_array
 
 __all__ = [
     "DATASETS",
@@ -48,11 +58,6 @@ __all__ = [
     "inverted_sinusoid_mixture",
     "linear_mixture",
 ]
-
-
-def _full(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """``values`` as a fresh array of the query's broadcast shape."""
-    return values if values.shape == shape else np.broadcast_to(values, shape).copy()
 
 
 def _check_n(n: object, name: str = "n") -> int:
@@ -78,6 +83,10 @@ class ToyDataset(ABC):
     c_test: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
 
     name: ClassVar[str] = ""
+    # The Bayesian network of the process, as GenerativeModel.for_dataset builds it: the family of
+    # p(y | c) ("gaussian" or "uniform" cells) and the parents of x ("y,c" or "c").
+    y_family: ClassVar[str] = "gaussian"
+    x_parents: ClassVar[str] = "y,c"
 
     # ---- what each process defines -------------------------------------------------------------
     @property
@@ -98,11 +107,15 @@ class ToyDataset(ABC):
         """log p(x) for a checked array."""
 
     @abstractmethod
-    def _log_prob(self, y: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """log p(y | x) for checked arrays of one shape."""
+    def _given_x(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
+        """What p(y | x) needs from x alone, for distinct x: arrays whose first axis runs over x."""
 
     @abstractmethod
-    def _sample_conditional(self, x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    def _log_prob(self, y: np.ndarray, x: np.ndarray, *given: np.ndarray) -> np.ndarray:
+        """log p(y | x) for checked arrays that broadcast, with ``_given_x`` indexed to x's shape."""
+
+    @abstractmethod
+    def _sample_conditional(self, x: np.ndarray, n: int, rng: np.random.Generator, *given: np.ndarray) -> np.ndarray:
         """(n, len(x)) draws of y from p(y | x) for a checked 1-D x."""
 
     @property
@@ -118,13 +131,13 @@ class ToyDataset(ABC):
     # ---- the public, checked interface ---------------------------------------------------------
     def log_prob(self, y: ArrayLike, x: ArrayLike) -> np.ndarray:
         """Exact log p(y | x). ``y`` and ``x`` broadcast; the result has their broadcast shape."""
-        y_array, x_array, shape = broadcast_query(y, x)
-        return _full(self._log_prob(y_array, x_array), shape)
+        return self.truth.log_prob(y, x)
 
     def log_joint(self, x: ArrayLike, y: ArrayLike) -> np.ndarray:
         """Exact log p(x, y). ``x`` and ``y`` broadcast; the result has their broadcast shape."""
         y_array, x_array, shape = broadcast_query(y, x)
-        return _full(self._log_joint(x_array, y_array), shape)
+        out = self._log_joint(x_array, y_array)
+        return out if out.shape == shape else np.broadcast_to(out, shape).copy()
 
     def log_marginal_x(self, x: ArrayLike) -> np.ndarray:
         """Exact log p(x), same shape as ``x``."""
@@ -138,10 +151,7 @@ class ToyDataset(ABC):
 
     def sample_conditional(self, x: ArrayLike, n: int, seed: int | np.random.Generator | None = None) -> np.ndarray:
         """``n`` draws of y from the exact p(y | x) for each x: shape ``(n, len(x))``."""
-        x_array = np.atleast_1d(finite_array(x, "x"))
-        if x_array.ndim != 1:
-            raise ValueError(f"x must be a scalar or 1-D array, got shape {x_array.shape}")
-        return self._sample_conditional(x_array, _check_n(n), as_generator(seed))
+        return self.truth.sample(x, n, seed)
 
     @property
     def truth(self) -> ExactConditional:
@@ -161,20 +171,24 @@ class ToyDataset(ABC):
 
 
 @dataclass(frozen=True)
-class ExactConditional:
-    """A dataset's exact p(y | x), speaking the conditional-density protocol.
+class ExactConditional(CheckedDensity):
+    """A dataset's exact p(y | x), speaking the conditional-density protocol through the checked base.
 
-    Besides ``log_prob`` and ``sample`` it gives ``log_marginal_x`` and ``log_joint``, as a generative
-    model does, so helpers can draw the joint p(x, y) from it.
+    Besides ``log_prob`` and ``sample`` it gives ``log_marginal_x`` and ``log_joint`` (the joint
+    interface, :class:`~utilis.protocol.JointDensity`), as a generative model does, so helpers can
+    draw the joint p(x, y) from it.
     """
 
     dataset: ToyDataset
 
-    def log_prob(self, y: ArrayLike, x: ArrayLike) -> np.ndarray:
-        return self.dataset.log_prob(y, x)
+    def _given_x(self, x):
+        return self.dataset._given_x(x)
 
-    def sample(self, x: ArrayLike, n: int, seed: int | np.random.Generator | None = None) -> np.ndarray:
-        return self.dataset.sample_conditional(x, n, seed)
+    def _log_prob(self, y, x, *given):
+        return self.dataset._log_prob(y, x, *given)
+
+    def _sample(self, x, n, rng, *given):
+        return self.dataset._sample_conditional(x, n, rng, *given)
 
     def log_marginal_x(self, x: ArrayLike) -> np.ndarray:
         return self.dataset.log_marginal_x(x)
@@ -206,8 +220,11 @@ def _checked_common(
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
-class _GaussianComponents(ToyDataset):
-    """The part the linear and sinusoid processes share: c ~ p(c), y | c ~ N(mu_c, 1)."""
+class _CurveMixture(ToyDataset):
+    """What the linear and sinusoid processes share: c ~ p(c), y | c ~ N(mu_c, 1), x = f_c(y) + N(0, noise^2).
+
+    The joint and the sampler are written once through the curve f_c(y), which each process defines.
+    """
 
     means: np.ndarray
     weights: np.ndarray
@@ -216,10 +233,20 @@ class _GaussianComponents(ToyDataset):
     def n_components(self) -> int:
         return len(self.means)
 
-    def _draw_components(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """n draws of (c, y): c from the weights, y from its component's N(mu_c, 1)."""
+    @abstractmethod
+    def _curve(self, y: np.ndarray) -> np.ndarray:
+        """f_c(y) for y of shape (..., 1) (or (..., K), one y per component): shape (..., K)."""
+
+    def _sample_joint(self, n, rng):
         c = rng.choice(self.n_components, size=n, p=self.weights)
-        return c, self.means[c] + rng.standard_normal(n)
+        y = self.means[c] + rng.standard_normal(n)
+        x = self._curve(y[:, None])[np.arange(n), c] + self.noise * rng.standard_normal(n)
+        return x, y, c
+
+    def _log_joint(self, x, y):
+        y_ = y[..., None]  # (..., 1) against the components (K,)
+        log_a = np.log(self.weights) + normal_logpdf(y_, self.means, 1.0)
+        return log_gaussian_mixture(x, log_a, self._curve(y_), self.noise)
 
     @property
     def y_range(self):
@@ -230,7 +257,7 @@ class _GaussianComponents(ToyDataset):
 # 1. Mixture of linear functions
 # =================================================================================================
 @dataclass(frozen=True, kw_only=True, eq=False)
-class LinearMixture(_GaussianComponents):
+class LinearMixture(_CurveMixture):
     """c ~ U{1..K}; y | c ~ N(mu_c, 1); x = s_c y + o_c + N(0, noise^2).
 
     Each component is jointly Gaussian in (x, y), so everything is closed form:
@@ -246,15 +273,8 @@ class LinearMixture(_GaussianComponents):
     offsets: np.ndarray
     name: ClassVar[str] = "linear"
 
-    def _sample_joint(self, n, rng):
-        c, y = self._draw_components(n, rng)
-        x = self.slopes[c] * y + self.offsets[c] + self.noise * rng.standard_normal(n)
-        return x, y, c
-
-    def _log_joint(self, x, y):
-        y_ = y[..., None]  # (..., 1) against the components (K,)
-        log_a = np.log(self.weights) + normal_logpdf(y_, self.means, 1.0)
-        return log_gaussian_mixture(x, log_a, self.slopes * y_ + self.offsets, self.noise)
+    def _curve(self, y):
+        return self.slopes * y + self.offsets
 
     def _x_given_c(self) -> tuple[np.ndarray, np.ndarray]:
         return self.slopes * self.means + self.offsets, np.sqrt(self.slopes**2 + self.noise**2)
@@ -263,24 +283,26 @@ class LinearMixture(_GaussianComponents):
         mean, sd = self._x_given_c()
         return logsumexp_last(np.log(self.weights) + normal_logpdf(x[..., None], mean, sd))
 
-    def _posterior(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """log w_c(x), m_c(x), sqrt(v_c): shapes x.shape + (K,), same, (K,)."""
-        mean, sd = self._x_given_c()
-        log_w = log_softmax(np.log(self.weights) + normal_logpdf(x[..., None], mean, sd), axis=-1)
-        denominator = self.noise**2 + self.slopes**2
-        m = (self.noise**2 * self.means + self.slopes * (x[..., None] - self.offsets)) / denominator
-        return log_w, m, self.noise / np.sqrt(denominator)
+    def _posterior_sd(self) -> np.ndarray:
+        """sqrt(v_c), the sd of y given x and c: shape (K,)."""
+        return self.noise / np.sqrt(self.noise**2 + self.slopes**2)
 
-    def _log_prob(self, y, x):
+    def _given_x(self, x):
+        """log w_c(x) and m_c(x), each (len(x), K)."""
+        mean, sd = self._x_given_c()
+        log_w = log_gaussian_posterior(x, np.log(self.weights), mean, sd)
+        with np.errstate(over="ignore"):  # |x| near 1e308: a mean beyond float64, whose density underflows
+            m = self.noise**2 * self.means + self.slopes * (x[:, None] - self.offsets)
+            m /= self.noise**2 + self.slopes**2
+        return log_w, m
+
+    def _log_prob(self, y, x, log_w, m):
         # The posterior form, not log_joint - log_marginal_x: far from the data both of those are
         # about -x^2 / 2 and their difference would lose every digit.
-        log_w, m, sd = self._posterior(x)
-        return log_gaussian_mixture(y, log_w, m, sd)  # a Gaussian mixture in y, given x
+        return log_gaussian_mixture(y, log_w, m, self._posterior_sd())  # a Gaussian mixture in y, given x
 
-    def _sample_conditional(self, x, n, rng):
-        log_w, m, sd = self._posterior(x)  # (m_x, K)
-        c = sample_categorical(log_w, n, rng)  # (n, m_x)
-        return np.take_along_axis(m, c.T, axis=1).T + sd[c] * rng.standard_normal(c.shape)
+    def _sample_conditional(self, x, n, rng, log_w, m):
+        return sample_gaussian_mixture(log_w, m, np.broadcast_to(self._posterior_sd(), m.shape), n, rng)
 
     @property
     def x_range(self):
@@ -325,7 +347,7 @@ _MAX_QUADRATURE_NODES = 2**18  # per x; reached only ~1e4 data widths out, where
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
-class InvertedSinusoidMixture(_GaussianComponents):
+class InvertedSinusoidMixture(_CurveMixture):
     """c ~ U{1..K}; y | c ~ N(mu_c, 1); x = f_c(y) + N(0, noise^2), f_c(y) = A_c sin(w_c y) + o_c + y/2.
 
     p(x, y) = sum_c p(c) N(y; mu_c, 1) N(x; f_c(y), noise^2) is closed form; p(x) is not, so
@@ -350,19 +372,9 @@ class InvertedSinusoidMixture(_GaussianComponents):
     quad_oversample: float = 1.5
     name: ClassVar[str] = "sinusoid"
 
-    def _f(self, y: np.ndarray) -> np.ndarray:
-        """f_c(y) for y of shape (..., 1) or (..., K): shape (..., K)."""
-        return self.amplitudes * np.sin(self.frequencies * y) + self.offsets + SINUSOID_SLOPE * y
-
-    def _sample_joint(self, n, rng):
-        c, y = self._draw_components(n, rng)
-        x = self._f(y[:, None])[np.arange(n), c] + self.noise * rng.standard_normal(n)
-        return x, y, c
-
-    def _log_joint(self, x, y):
-        y_ = y[..., None]  # (..., 1) against the components (K,)
-        log_a = np.log(self.weights) + normal_logpdf(y_, self.means, 1.0)
-        return log_gaussian_mixture(x, log_a, self._f(y_), self.noise)
+    def _curve(self, y):
+        with np.errstate(over="ignore", invalid="ignore"):  # |y| near 1e308, where p(y | c) is 0 anyway
+            return self.amplitudes * np.sin(self.frequencies * y) + self.offsets + SINUSOID_SLOPE * y
 
     # ---- quadrature ----------------------------------------------------------------------------
     def _quadrature_window(self, x: np.ndarray, c: int) -> tuple[np.ndarray, float, np.ndarray]:
@@ -408,6 +420,14 @@ class InvertedSinusoidMixture(_GaussianComponents):
     def _log_x_given_c(self, x: np.ndarray) -> np.ndarray:
         """log p(x | c) for a 1-D x: shape (len(x), K), in chunks so memory stays bounded."""
         out = np.empty((len(x), self.n_components))
+        with np.errstate(over="ignore", invalid="ignore"):
+            self._fill_log_x_given_c(x, out)
+        # |x| near 1e308 puts the window beyond float64 (NaN nodes); p(x | c) is then far below the
+        # smallest float, and -inf is its nearest value.
+        out[np.isnan(out)] = -np.inf
+        return out
+
+    def _fill_log_x_given_c(self, x: np.ndarray, out: np.ndarray) -> None:
         for c in range(self.n_components):
             counts = self._node_counts(x, c)
             for n_nodes in np.unique(counts):
@@ -415,8 +435,7 @@ class InvertedSinusoidMixture(_GaussianComponents):
                 rows = max(1, _CHUNK_ELEMENTS // int(n_nodes))
                 for chunk in np.array_split(index, -(-len(index) // rows)):
                     nodes, h = self._quadrature_nodes(x[chunk], c, int(n_nodes))
-                    # Trapezoid: the end nodes lie far out in the tails, so their half weights don't matter.
-                    out[chunk, c] = logsumexp_last(self._log_integrand(x[chunk], nodes, c)) + np.log(h)
+                    out[chunk, c] = log_trapezoid(self._log_integrand(x[chunk], nodes, c), h)
         return out
 
     def _log_marginal_x(self, x):
@@ -424,10 +443,17 @@ class InvertedSinusoidMixture(_GaussianComponents):
         log_px = logsumexp_last(np.log(self.weights) + self._log_x_given_c(unique))
         return log_px[inverse].reshape(x.shape)
 
-    def _log_prob(self, y, x):
-        return self._log_joint(x, y) - self._log_marginal_x(x)
+    def _given_x(self, x):
+        return (self._log_marginal_x(x),)
 
-    def _sample_conditional(self, x, n, rng):
+    def _log_prob(self, y, x, log_px):
+        # Where p(x) underflows (|x| beyond about 1e150), so does p(x, y) for every float64 y: the
+        # posterior's peak is then narrower than the spacing of floats there, and -inf is the answer.
+        log_joint = self._log_joint(x, y)
+        with np.errstate(invalid="ignore"):
+            return np.where(np.isneginf(log_px), -np.inf, log_joint - log_px)
+
+    def _sample_conditional(self, x, n, rng, log_px):
         # Component by p(c | x), then y by inverting the cumulative trapezoid over that component's nodes.
         log_w = np.log(self.weights) + self._log_x_given_c(x)  # (m, K)
         components = sample_categorical(log_w, n, rng)  # (n, m)
@@ -443,8 +469,7 @@ class InvertedSinusoidMixture(_GaussianComponents):
 
     @property
     def x_range(self):
-        y = np.linspace(self.means - 4, self.means + 4, 2001)  # (2001, K)
-        f = self.amplitudes * np.sin(self.frequencies * y) + self.offsets + SINUSOID_SLOPE * y
+        f = self._curve(np.linspace(self.means - 4, self.means + 4, 2001))  # (2001, K): each curve over its y
         return float(f.min() - 4 * self.noise), float(f.max() + 4 * self.noise)
 
 
@@ -500,6 +525,8 @@ class CameraRelocalisation(ToyDataset):
     patterns: np.ndarray
     half_width: float
     name: ClassVar[str] = "camera"
+    y_family: ClassVar[str] = "uniform"
+    x_parents: ClassVar[str] = "c"
 
     @property
     def n_components(self) -> int:
@@ -533,26 +560,22 @@ class CameraRelocalisation(ToyDataset):
             log_py = np.log(self._inside(y) / (2 * self.half_width))  # uniform: -inf outside [-T, T]
         return log_gaussian_mixture(x, log_py[..., None], self.patterns[self.location(y)][..., None], self.noise)
 
-    def _log_weights(self, x: np.ndarray) -> np.ndarray:
-        """log p(c) + log p(x | c) with p(c) = |cell_c| / 2T: shape x.shape + (K,)."""
-        log_cell = np.log(self.cell_widths / (2 * self.half_width))
-        return log_cell + normal_logpdf(x[..., None], self.patterns, self.noise)
+    def _log_cell_mass(self) -> np.ndarray:
+        """log p(c) = log |cell_c| / 2T: shape (K,)."""
+        return np.log(self.cell_widths / (2 * self.half_width))
 
     def _log_marginal_x(self, x):
-        return logsumexp_last(self._log_weights(x))
+        return logsumexp_last(self._log_cell_mass() + normal_logpdf(x[..., None], self.patterns, self.noise))
 
-    def _log_prob(self, y, x):
-        log_w = log_softmax(self._log_weights(x), axis=-1)  # log p(c | x): x.shape + (K,)
-        c = self.location(y)  # y.shape
-        shape = np.broadcast_shapes(y.shape, x.shape)
-        log_w, c_full = np.broadcast_to(log_w, shape + log_w.shape[-1:]), np.broadcast_to(c, shape)
-        log_p = np.take_along_axis(log_w, c_full[..., None], axis=-1)[..., 0] - np.log(self.cell_widths[c])
-        return np.where(self._inside(y), log_p, -np.inf)
+    def _given_x(self, x):
+        """log p(c | x), (len(x), K): the cells tile [-T, T], so p(y | x) is a histogram on them."""
+        return (log_gaussian_posterior(x, self._log_cell_mass(), self.patterns, self.noise),)
 
-    def _sample_conditional(self, x, n, rng):
-        c = sample_categorical(self._log_weights(x), n, rng)  # (n, m)
-        edges = self.edges
-        return edges[c] + rng.random(c.shape) * (edges[c + 1] - edges[c])
+    def _log_prob(self, y, x, log_w):
+        return log_histogram(y, log_w, self.edges)
+
+    def _sample_conditional(self, x, n, rng, log_w):
+        return sample_histogram(log_w, self.edges, n, rng)
 
     @property
     def x_range(self):

@@ -1,10 +1,19 @@
-"""Grids of conditional and joint densities: values, blocking, far columns and bad input."""
+"""Grids of conditional and joint densities: values, blocking, far columns, moments, modes and bad input."""
 
 import numpy as np
 import pytest
+from conftest import MixtureConditional
 
 from generate_dataset import DATASETS
-from utilis.density import check_grid, log_conditional_curves, log_conditional_grid, log_joint_grid
+from utilis.density import (
+    check_grid,
+    conditional_moments,
+    count_modes,
+    find_modes,
+    log_conditional_curves,
+    log_conditional_grid,
+    log_joint_grid,
+)
 
 
 class ConditionalOnly:
@@ -111,53 +120,41 @@ def test_nan_from_a_density_is_reported(gaussian):
         def log_prob(self, y, x):
             return np.where(np.asarray(x) + 0 * np.asarray(y) > 0.5, np.nan, 0.0)
 
+        def sample(self, x, n, seed=None):
+            return np.zeros((n, len(x)))
+
     with pytest.raises(ValueError, match="NaN"):
         log_conditional_grid(Broken(), np.linspace(0, 1, 5), np.linspace(0, 1, 4))
 
 
-def test_log_gaussian_mixture_matches_scipy():
-    from scipy import stats
-
-    from utilis.density import log_gaussian_mixture
-
-    rng = np.random.default_rng(0)
-    y = np.linspace(-3, 3, 11)[:, None]  # (11, 1): everything but x depends on y
-    log_a = np.log(rng.dirichlet(np.ones(3), size=(11, 1)))  # (11, 1, 3)
-    mean, sd = rng.normal(size=(11, 1, 3)) + y[..., None], rng.uniform(0.2, 2, size=(11, 1, 3))
-    x = np.linspace(-5, 5, 7)  # (7,)
-    reference = np.log((np.exp(log_a) * stats.norm.pdf(x[None, :, None], mean, sd)).sum(-1))
-    np.testing.assert_allclose(log_gaussian_mixture(x, log_a, mean, sd), reference, rtol=1e-12)
-    # means and scales shared by every y (shape (K,)), weights per y, and a scalar x
-    shared = log_gaussian_mixture(0.5, log_a[:, 0, :], mean[0, 0], sd[0, 0])
-    expected = np.log((np.exp(log_a[:, 0, :]) * stats.norm.pdf(0.5, mean[0, 0], sd[0, 0])).sum(-1))
-    np.testing.assert_allclose(shared, expected, rtol=1e-12)
-    # a component with weight 0 adds nothing; all weights 0 gives -inf, never NaN
+def test_find_modes(bimodal):
+    y = np.linspace(-8, 8, 4001)
+    np.testing.assert_allclose(find_modes(bimodal.log_prob(y, 0.0), y), [-3.0, 3.0], atol=0.005)
+    lopsided = MixtureConditional([0.97, 0.03], [-3.0, 3.0], [0.5, 0.5])
+    np.testing.assert_allclose(find_modes(lopsided.log_prob(y, 0.0), y, min_mass=0.05), [-3.0], atol=0.005)
+    assert len(find_modes(lopsided.log_prob(y, 0.0), y, min_mass=0.01)) == 2
+    # a plateau counts once, at its middle; a peak at the grid's edge is found
     with np.errstate(divide="ignore"):
-        none = log_gaussian_mixture(x, np.log(np.zeros(3)), np.zeros(3), np.ones(3))
-    assert np.all(none == -np.inf)
+        uniform = np.log(np.where((y > 1) & (y < 3), 0.5, 0.0))
+    np.testing.assert_allclose(find_modes(uniform, y), [2.0], atol=0.005)
+    np.testing.assert_allclose(find_modes(-y, y), [-8.0])
+    with pytest.raises(ValueError, match="min_mass"):
+        find_modes(np.zeros(3), [0.0, 1.0, 2.0], min_mass=1.5)
+    with pytest.raises(ValueError, match="log_density must have the shape"):
+        find_modes(np.zeros(2), [0.0, 1.0, 2.0])
 
 
-def test_normal_logpdf_matches_scipy():
-    from scipy import stats
-
-    from utilis.density import normal_logpdf
-
-    value, mean, sd = np.linspace(-50, 50, 21)[:, None], np.array([0.0, 3.0]), np.array([0.1, 7.0])
-    np.testing.assert_allclose(normal_logpdf(value, mean, sd), stats.norm.logpdf(value, mean, sd), rtol=1e-13)
+def test_count_modes(bimodal):
+    assert list(count_modes(bimodal, [0.0, 1.0], np.linspace(-8, 8, 2001))) == [2, 2]
 
 
-def test_sample_categorical_and_from_grid():
-    from scipy import stats
-
-    from utilis.density import sample_categorical, sample_from_grid
-
-    rng = np.random.default_rng(0)
-    with np.errstate(divide="ignore"):
-        log_w = np.log([[0.2, 0.0, 0.8], [0.5, 0.5, 0.0]]) + 700.0  # unnormalised, huge, with zeros
-    draws = sample_categorical(log_w, 50_000, rng)
-    assert draws.shape == (50_000, 2)
-    np.testing.assert_allclose(np.bincount(draws[:, 0], minlength=3) / 50_000, [0.2, 0.0, 0.8], atol=0.01)
-    np.testing.assert_allclose(np.bincount(draws[:, 1], minlength=3) / 50_000, [0.5, 0.5, 0.0], atol=0.01)
-    nodes = np.concatenate([np.linspace(-8, 0, 3000), np.linspace(0.001, 8, 500)])  # uneven spacing
-    y = sample_from_grid(stats.norm.logpdf(nodes, 1.0, 1.5), nodes, rng.random(20_000))
-    assert stats.kstest(y, "norm", args=(1.0, 1.5)).pvalue > 1e-3
+def test_conditional_moments_against_the_closed_form(gaussian, bimodal):
+    x, y = np.array([-40.0, 0.0, 2.0]), np.linspace(-60, 60, 24_001)
+    mean, variance = conditional_moments(gaussian, x, y)
+    np.testing.assert_allclose(mean, 0.5 * x + 1.0, atol=1e-9)
+    np.testing.assert_allclose(variance, 0.49, rtol=1e-9)
+    mean, variance = conditional_moments(bimodal, [0.0], y)
+    np.testing.assert_allclose([mean[0], variance[0]], [0.0, 9.0 + 0.25], atol=1e-9)
+    camera = DATASETS["camera"](n_samples=100, seed=0)  # exactly 0 beyond [-T, T]
+    with pytest.raises(ValueError, match=r"no mass on y_grid at x = 0\.0"):
+        conditional_moments(camera.truth, [0.0], np.linspace(200, 300, 11))

@@ -1,13 +1,11 @@
-"""The mixture density network and the baselines: densities against scipy, gradients, samples, training."""
-
-import io
+"""The mixture density network and the baselines: densities against scipy, gradients, training, E[y|x]."""
 
 import numpy as np
 import pytest
 import torch
 from scipy import integrate, stats
 
-from generate_dataset import inverted_sinusoid_mixture, linear_mixture
+from generate_dataset import DATASETS, inverted_sinusoid_mixture, linear_mixture
 from utilis.baselines import BinnedClassifier, GaussianRegression
 from utilis.density import conditional_mean
 from utilis.mdn_utilis import MDN
@@ -20,9 +18,11 @@ def fixed_mdn() -> MDN:
     """An MDN whose mixture is the same at every x: the head's weights zeroed, its biases set."""
     model = MDN(n_components=3, min_scale=1e-6)
     with torch.no_grad():
-        model.head.weight.zero_()
+        head = model.net[-1]
+        head.weight.zero_()
         raw = np.log(np.expm1(SCALES - 1e-6))
-        model.head.bias.copy_(torch.tensor(np.concatenate([np.log(WEIGHTS), MEANS, raw]), dtype=torch.float32))
+        head.bias.copy_(torch.tensor(np.concatenate([np.log(WEIGHTS), MEANS, raw]), dtype=torch.float32))
+        model.fitted.fill_(True)  # set by hand: no z-scoring (means 0, sds 1)
     return model
 
 
@@ -45,19 +45,9 @@ def test_log_density_matches_scipy():
 @pytest.fixture(scope="module")
 def trained():
     data = inverted_sinusoid_mixture(n_samples=1500, seed=0)
-    torch.manual_seed(0)
     model = MDN(n_components=10)
     model.fit(data.x_train, data.y_train, progress=False, seed=0, epochs=60)
     return data, model
-
-
-def test_integrates_to_one(trained):
-    data, model = trained
-    x = np.linspace(*data.x_range, 9)
-    _, means, scales = model.mixture(x)  # a grid that holds every component, and resolves the narrowest
-    y = np.arange((means - 12 * scales).min(), (means + 12 * scales).max(), scales.min() / 4)
-    mass = integrate.trapezoid(np.exp(model.log_prob(y[:, None], x[None, :])), y, axis=0)
-    np.testing.assert_allclose(mass, 1.0, atol=1e-6)
 
 
 def test_training_gets_close_to_the_truth(trained):
@@ -71,7 +61,7 @@ def test_training_gets_close_to_the_truth(trained):
 def test_gradients_reach_every_parameter():
     data = linear_mixture(n_samples=300, seed=0)
     model = MDN(n_components=4)
-    model.stats.copy_(torch.tensor([data.x_train.mean(), data.x_train.std(), data.y_train.mean(), data.y_train.std()]))
+    model.scaling.fit(data.x_train, data.y_train)
     loss = -model(torch.tensor(data.x_train, dtype=torch.float32)).log_prob(torch.tensor(data.y_train)).mean()
     loss.backward()
     for name, parameter in model.named_parameters():
@@ -88,34 +78,12 @@ def test_no_nan_far_from_every_component():
     assert np.all(np.isfinite(model.log_prob([1e4, -1e6], [0.0, 1e6])))
 
 
-def test_samples(trained):
-    data, model = trained
-    x = np.array([data.x_range[0] + 1, np.mean(data.x_range)])
-    draws = model.sample(x, 3000, seed=0)
-    assert draws.shape == (3000, 2)
-    grid = np.linspace(draws.min() - 1, draws.max() + 1, 100_001)
-    for i in range(2):
-        cdf = integrate.cumulative_trapezoid(np.exp(model.log_prob(grid, x[i])), grid, initial=0)
-        assert stats.kstest(np.interp(draws[:, i], grid, cdf), "uniform").pvalue > 1e-3
-    np.testing.assert_array_equal(model.sample(x, 5, seed=1), model.sample(x, 5, seed=1))
-
-
 def test_point_predictions(trained):
     data, model = trained
     weights, means, _ = model.mixture([4.0])
     assert model.predict([4.0])[0] == means[0, weights[0].argmax()]
     modes = model.modes([4.0], np.linspace(*data.y_range, 3000))[0]
     assert len(modes) >= 2  # one x, several answers (the truth has four here)
-
-
-def test_save_and_load_round_trip(trained):
-    data, model = trained
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    buffer.seek(0)
-    fresh = MDN(n_components=10)
-    fresh.load_state_dict(torch.load(buffer, weights_only=True))
-    np.testing.assert_array_equal(fresh.log_prob(data.y_test, data.x_test), model.log_prob(data.y_test, data.x_test))
 
 
 def test_components_start_spread_over_y():
@@ -135,10 +103,6 @@ def test_bad_arguments_raise():
     model = MDN(n_components=2)
     with pytest.raises(ValueError, match="x must be a 1-D tensor"):
         model(torch.zeros(4, 2))
-    with pytest.raises(ValueError, match="same length"):
-        model.fit(np.zeros(5), np.zeros(4), progress=False)
-    with pytest.raises(ValueError, match="x must be finite"):
-        model.log_prob(0.0, np.inf)
     with pytest.raises(ValueError, match="n_bins must be >= 2"):
         BinnedClassifier(n_bins=1)
 
@@ -147,7 +111,6 @@ def test_bad_arguments_raise():
 @pytest.fixture(scope="module")
 def baselines():
     data = linear_mixture(n_samples=1500, seed=0)
-    torch.manual_seed(0)
     regression, classifier = GaussianRegression(), BinnedClassifier(n_bins=40)
     regression.fit(data.x_train, data.y_train, progress=False, seed=0)
     classifier.fit(data.x_train, data.y_train, progress=False, seed=0)
@@ -168,7 +131,7 @@ def test_regression_lands_between_the_branches(baselines):
 def test_classifier_as_density_and_as_argmax(baselines):
     data, _, classifier = baselines
     x = np.array([-5.0, -2.0])
-    edges = classifier.edges.numpy()
+    edges = classifier.bin_edges
     y = np.linspace(edges[0] - 1, edges[-1] + 1, 200_001)
     mass = integrate.trapezoid(np.exp(classifier.log_prob(y[:, None], x[None, :])), y, axis=0)
     np.testing.assert_allclose(mass, 1.0, atol=1e-3)
@@ -176,5 +139,18 @@ def test_classifier_as_density_and_as_argmax(baselines):
     prediction = classifier.predict([-5.0])[0]
     truth_density = np.exp(data.truth.log_prob(prediction, -5.0))
     assert truth_density > 0.05
-    assert classifier.sample(x, 7, seed=0).shape == (7, 2)
     assert np.all(classifier.log_prob([edges[0] - 1], 0.0) == -np.inf)
+
+
+@pytest.mark.parametrize("name", list(DATASETS))
+def test_regression_is_trained_until_it_learns_the_conditional_mean(name):
+    """At 20,000 points, f(x) is E[y | x] of the truth wherever p(x) has mass: a baseline that fails
+    because it stopped early proves nothing. (Stopped after 20 epochs, its error was about 0.5 sd.)"""
+    data = DATASETS[name](n_samples=22_222, test_fraction=0.1, seed=0)
+    regression = GaussianRegression()
+    regression.fit(data.x_train, data.y_train, progress=False, seed=0)
+    x = np.unique(data.sample(1000, seed=1)[0])  # drawn from p(x)
+    lo, hi = data.y_range
+    expected = conditional_mean(data.truth, x, np.linspace(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo), 3000))
+    error = regression.predict(x) - expected
+    assert np.sqrt(np.mean(error**2)) < 0.1 * np.std(data.y_train)

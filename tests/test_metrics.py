@@ -9,8 +9,6 @@ from generate_dataset import DATASETS
 from utilis.metrics import (
     bayes_gap,
     best_of_k_error,
-    count_modes,
-    find_modes,
     kl_divergence,
     mode_recall_precision,
     nll,
@@ -64,19 +62,6 @@ def test_kl_is_zero_where_truth_is_zero():
     np.testing.assert_allclose(kl, 0.0, atol=1e-12)
 
 
-def test_find_modes(bimodal):
-    y = np.linspace(-8, 8, 4001)
-    np.testing.assert_allclose(find_modes(bimodal.log_prob(y, 0.0), y), [-3.0, 3.0], atol=0.005)
-    lopsided = MixtureConditional([0.97, 0.03], [-3.0, 3.0], [0.5, 0.5])
-    np.testing.assert_allclose(find_modes(lopsided.log_prob(y, 0.0), y, min_mass=0.05), [-3.0], atol=0.005)
-    assert len(find_modes(lopsided.log_prob(y, 0.0), y, min_mass=0.01)) == 2
-    # a plateau counts once, at its middle; a peak at the grid's edge is found
-    with np.errstate(divide="ignore"):
-        uniform = np.log(np.where((y > 1) & (y < 3), 0.5, 0.0))
-    np.testing.assert_allclose(find_modes(uniform, y), [2.0], atol=0.005)
-    np.testing.assert_allclose(find_modes(-y, y), [-8.0])
-
-
 def test_modes_of_truth_against_itself():
     for make in DATASETS.values():
         data = make(seed=0)
@@ -96,10 +81,6 @@ def test_mode_recall_and_precision(bimodal):
     invented = MixtureConditional([0.3, 0.4, 0.3], [-3.0, 0.0, 3.0], [0.5, 0.5, 0.5])
     scores = mode_recall_precision(bimodal, invented, x, y, tolerance=0.2)
     assert scores.recall == 1.0 and scores.precision == pytest.approx(2 / 3)
-
-
-def test_count_modes(bimodal):
-    assert list(count_modes(bimodal, [0.0, 1.0], np.linspace(-8, 8, 2001))) == [2, 2]
 
 
 def test_best_of_k(gaussian):
@@ -131,10 +112,6 @@ def test_bad_inputs(gaussian):
         mode_recall_precision(gaussian, gaussian, [0.0], [0.0, 1.0], tolerance=0)
     with pytest.raises(ValueError, match="k must be >= 1"):
         best_of_k_error(gaussian, [0.0], [0.0], 0)
-    with pytest.raises(ValueError, match="min_mass"):
-        find_modes(np.zeros(3), [0.0, 1.0, 2.0], min_mass=1.5)
-    with pytest.raises(ValueError, match="log_density must have the shape"):
-        find_modes(np.zeros(2), [0.0, 1.0, 2.0])
 
 
 def test_score_of_truth_and_table():

@@ -1,4 +1,4 @@
-"""Evaluate any conditional density on grids: curves p(y|x*), conditional and joint heat maps.
+"""Evaluate any conditional density on grids: curves p(y|x*), conditional and joint heat maps, modes.
 
 Everything here needs only the conditional-density protocol (``log_prob(y, x)``), so a dataset's
 exact density (``data.truth``) and every trained model go through the same code. Results are
@@ -17,85 +17,23 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numpy.typing import ArrayLike
+from scipy import integrate, signal
 
-from utilis.protocol import ConditionalDensity, finite_array
+from utilis.protocol import ConditionalDensity, JointDensity, finite_array, require_density
 
 __all__ = [
     "check_grid",
     "conditional_mean",
+    "conditional_moments",
+    "count_modes",
+    "find_modes",
     "log_conditional_curves",
     "log_conditional_grid",
-    "log_gaussian_mixture",
     "log_joint_grid",
-    "normal_logpdf",
-    "sample_categorical",
-    "sample_from_grid",
+    "moments_on_grid",
 ]
 
 DEFAULT_BLOCK_ELEMENTS = 2**20  # grid points evaluated in one call: 8 MiB per float64 temporary
-_LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
-
-
-def normal_logpdf(value: ArrayLike, mean: ArrayLike, sd: ArrayLike) -> np.ndarray:
-    """log N(value; mean, sd^2), elementwise and broadcast (scipy.stats.norm.logpdf without its overhead)."""
-    z = (np.asarray(value) - mean) / sd
-    return -0.5 * z * z - np.log(sd) - _LOG_SQRT_2PI
-
-
-def log_gaussian_mixture(x: ArrayLike, log_a: np.ndarray, mean_x: np.ndarray, sd: float | np.ndarray) -> np.ndarray:
-    """log sum_c exp(log_a[..., c]) N(x; mean_x[..., c], sd[..., c]^2), in place and in float64.
-
-    Every joint density in the repository has this form: the datasets' and the generative model's,
-    with ``log_a`` = log p(c) + log p(y | c) and ``mean_x``, ``sd`` the Gaussian each component puts
-    on x given y. Those depend on y alone (shape ``y.shape + (K,)``, or ``(K,)``), so on a grid they
-    cost little, and the work over the (x, y) grid is a few in-place passes per component
-    (log-sum-exp with a running maximum): what makes large heat maps fast. ``x`` broadcasts against
-    ``log_a[..., 0]``; a component with ``log_a = -inf`` contributes exactly nothing.
-    """
-    x, log_a, mean_x = np.asarray(x, dtype=np.float64), np.asarray(log_a, np.float64), np.asarray(mean_x, np.float64)
-    sd = np.asarray(sd, dtype=np.float64)
-    sd = sd if sd.ndim else np.broadcast_to(sd, log_a.shape[-1:])
-    scale, constant = -0.5 / sd**2, -np.log(sd) - _LOG_SQRT_2PI
-    shape = np.broadcast_shapes(x.shape, log_a.shape[:-1], mean_x.shape[:-1], sd.shape[:-1])
-    terms, peak = [], None
-    for c in range(log_a.shape[-1]):
-        term = np.subtract(x, mean_x[..., c])
-        if not isinstance(term, np.ndarray) or term.shape != shape:  # a fresh array of the full shape
-            term = np.broadcast_to(term, shape).copy()
-        np.square(term, out=term)
-        term *= scale[..., c]
-        term += log_a[..., c] + constant[..., c]
-        terms.append(term)
-        peak = term.copy() if peak is None else np.maximum(peak, term, out=peak)
-    if len(terms) == 1:
-        return terms[0]
-    peak[~np.isfinite(peak)] = 0.0  # every term -inf: the sum stays exactly 0 and its log -inf
-    total = np.zeros_like(peak)
-    for term in terms:
-        term -= peak
-        total += np.exp(term, out=term)
-    with np.errstate(divide="ignore"):
-        np.log(total, out=total)
-    return np.add(total, peak, out=total)
-
-
-def sample_categorical(log_weights: ArrayLike, n: int, rng: np.random.Generator) -> np.ndarray:
-    """For each row of ``log_weights`` (m, K), unnormalised, n indices drawn from its softmax: shape (n, m)."""
-    log_weights = np.asarray(log_weights, dtype=np.float64)
-    peak = log_weights.max(axis=-1, keepdims=True)
-    weights = np.exp(log_weights - peak)
-    cumulative = np.cumsum(weights / weights.sum(axis=-1, keepdims=True), axis=-1)  # (m, K)
-    u = rng.random((n, log_weights.shape[0]))
-    return (u[..., None] > cumulative[None, :, :-1]).sum(axis=-1)
-
-
-def sample_from_grid(log_density: ArrayLike, nodes: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Inverse-CDF draws from a density known on increasing ``nodes``: the CDF is the cumulative
-    trapezoid of exp(log_density), normalised; ``u`` are uniform draws, one per output."""
-    log_density = np.asarray(log_density, dtype=np.float64)
-    p = np.exp(log_density - log_density.max())
-    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (p[1:] + p[:-1]) * np.diff(nodes))])
-    return np.interp(u * cdf[-1], cdf, nodes)
 
 
 def check_grid(grid: ArrayLike, name: str) -> np.ndarray:
@@ -144,6 +82,7 @@ def _blocks(function: Callable[[slice], np.ndarray], n_x: int, n_y: int, block_e
 
 def log_conditional_curves(density: ConditionalDensity, y_grid: ArrayLike, x_star: ArrayLike) -> np.ndarray:
     """log p(y | x*) along ``y_grid`` for each x*: shape ``(len(x_star), len(y_grid))``, a curve per x*."""
+    density = require_density(density)
     y = check_grid(y_grid, "y_grid")
     x = _check_points(x_star, "x_star")
     curves = np.asarray(density.log_prob(y[None, :], x[:, None]), dtype=np.float64)
@@ -160,6 +99,7 @@ def log_conditional_grid(
     Each column is the density p(. | x) on the y grid, as the density itself normalises it (it is
     not renormalised over the grid, so mass a model puts outside the grid stays visible as missing).
     """
+    density = require_density(density)
     x = check_grid(x_grid, "x_grid")
     y = check_grid(y_grid, "y_grid")
     return _blocks(lambda s: density.log_prob(y[:, None], x[None, s]), len(x), len(y), block_elements)
@@ -176,33 +116,96 @@ def log_joint_grid(
     """The joint heat map: log p(x, y) = log p(y | x) + log p(x), shape ``(len(y_grid), len(x_grid))``.
 
     p(x) comes from the caller (``log_marginal_x``: a function of x, or its values on ``x_grid``) or,
-    when not given, from the density itself: its ``log_joint(x, y)`` where it has one (the truth, a
-    generative model: exact, and no normalisation over y needed), else its ``log_marginal_x(x)``.
+    when not given, from the density itself if it speaks the joint interface
+    (:class:`~utilis.protocol.JointDensity`: the truth, a generative model), through its exact
+    ``log_joint(x, y)``.
     """
+    density = require_density(density)
     x = check_grid(x_grid, "x_grid")
     y = check_grid(y_grid, "y_grid")
-    if log_marginal_x is None and hasattr(density, "log_joint"):
-        return _blocks(lambda s: density.log_joint(x[None, s], y[:, None]), len(x), len(y), block_elements)
     if log_marginal_x is None:
-        if not hasattr(density, "log_marginal_x"):
+        if not isinstance(density, JointDensity):
             raise ValueError(
-                "log_marginal_x must be given: the density has no p(x) of its own (no log_marginal_x or log_joint)"
+                "log_marginal_x must be given: the density has no p(x) of its own (no log_joint and log_marginal_x)"
             )
-        log_marginal_x = density.log_marginal_x
+        return _blocks(lambda s: density.log_joint(x[None, s], y[:, None]), len(x), len(y), block_elements)
     log_px = finite_array(log_marginal_x(x) if callable(log_marginal_x) else log_marginal_x, "log_marginal_x")
     if log_px.shape != x.shape:
         raise ValueError(f"log_marginal_x must have one value per x_grid point, shape {x.shape}, got {log_px.shape}")
     return log_conditional_grid(density, x, y, block_elements=block_elements) + log_px[None, :]
 
 
-def conditional_mean(density: ConditionalDensity, x_grid: ArrayLike, y_grid: ArrayLike) -> np.ndarray:
-    """E[y | x] at each x by the trapezoidal rule over ``y_grid`` (which must hold p(y|x)'s mass).
+def conditional_moments(
+    density: ConditionalDensity, x_grid: ArrayLike, y_grid: ArrayLike
+) -> tuple[np.ndarray, np.ndarray]:
+    """E[y | x] and Var[y | x] at each x of an increasing ``x_grid``, by the trapezoidal rule over
+    ``y_grid`` (which must hold p(y|x)'s mass and resolve its narrowest peak).
 
-    This is what a regression trained on squared error converges to: on a one-to-many problem, a
-    point between the branches.
+    Each column is scaled by its own maximum before it is exponentiated, so x far from the data
+    does not underflow to 0/0. ``ValueError`` if the density has no mass on the grid at some x.
     """
     y = check_grid(y_grid, "y_grid")
     if len(y) < 2:
         raise ValueError(f"y_grid needs at least 2 points, got {len(y)}")
-    p = np.exp(log_conditional_grid(density, x_grid, y))
-    return np.trapezoid(y[:, None] * p, y, axis=0) / np.trapezoid(p, y, axis=0)
+    mean, variance, empty = moments_on_grid(log_conditional_grid(density, x_grid, y), y)
+    if empty.any():
+        raise ValueError(f"the density has no mass on y_grid at x = {check_grid(x_grid, 'x_grid')[empty][0]}")
+    return mean, variance
+
+
+def moments_on_grid(log_p: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and variance of each column of a log-density on the grid ``y`` (rows), by the trapezoidal
+    rule, and which columns are empty (-inf throughout; their moments are 0 and 1)."""
+    peak = log_p.max(axis=0)
+    empty = np.isneginf(peak)
+    p = np.exp(log_p - np.where(empty, 0.0, peak))
+    p[:, empty] = 1.0
+    mass = np.trapezoid(p, y, axis=0)
+    mean = np.trapezoid(y[:, None] * p, y, axis=0) / mass
+    variance = np.trapezoid((y[:, None] - mean) ** 2 * p, y, axis=0) / mass
+    return np.where(empty, 0.0, mean), np.where(empty, 1.0, variance), empty
+
+
+def conditional_mean(density: ConditionalDensity, x_grid: ArrayLike, y_grid: ArrayLike) -> np.ndarray:
+    """E[y | x] at each x by the trapezoidal rule over ``y_grid`` (see :func:`conditional_moments`).
+
+    This is what a regression trained on squared error converges to: on a one-to-many problem, a
+    point between the branches.
+    """
+    return conditional_moments(density, x_grid, y_grid)[0]
+
+
+def find_modes(log_density: ArrayLike, y_grid: ArrayLike, min_mass: float = 0.05) -> np.ndarray:
+    """The modes of one density on a grid: peaks whose basin holds at least ``min_mass`` of the mass.
+
+    A peak's basin runs to the lowest points between it and its neighbouring peaks. A flat peak (a
+    plateau, as a uniform density has) counts once, at its middle. Peaks lower than 1e-6 of the
+    highest, numerical ripples, are ignored. Returns the y of each mode, increasing.
+    """
+    y = check_grid(y_grid, "y_grid")
+    log_p = np.asarray(log_density, dtype=np.float64)
+    if log_p.shape != y.shape:
+        raise ValueError(f"log_density must have the shape of y_grid, {y.shape}, got {log_p.shape}")
+    if np.isnan(log_p).any() or np.all(log_p == -np.inf):
+        raise ValueError("log_density must be a density on the grid: no NaN, not -inf everywhere")
+    if not 0 <= min_mass < 1:
+        raise ValueError(f"min_mass must be in [0, 1), got {min_mass}")
+    p = np.exp(log_p - log_p.max())
+    padded = np.concatenate([[0.0], p, [0.0]])  # so that peaks at the grid's ends are found
+    peaks, _ = signal.find_peaks(padded, prominence=1e-6)
+    peaks -= 1
+    if len(peaks) == 0:
+        return np.empty(0)
+    cuts = [0] + [a + int(np.argmin(p[a : b + 1])) for a, b in zip(peaks[:-1], peaks[1:])] + [len(p) - 1]
+    masses = np.array([integrate.trapezoid(p[lo : hi + 1], y[lo : hi + 1]) for lo, hi in zip(cuts[:-1], cuts[1:])])
+    masses /= integrate.trapezoid(p, y)
+    return y[peaks[masses >= min_mass]]
+
+
+def count_modes(
+    density: ConditionalDensity, x_grid: ArrayLike, y_grid: ArrayLike, min_mass: float = 0.05
+) -> np.ndarray:
+    """The number of modes of p(y | x) (peaks holding ``min_mass``, see :func:`find_modes`) at each x."""
+    y = check_grid(y_grid, "y_grid")
+    log_p = log_conditional_grid(density, x_grid, y)
+    return np.array([len(find_modes(log_p[:, column], y, min_mass)) for column in range(log_p.shape[1])])

@@ -40,11 +40,20 @@ from numpy.typing import ArrayLike
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from utilis.density import log_gaussian_mixture, normal_logpdf, sample_from_grid
+from utilis.networks import NetworkDensity, Standardiser, check_fit_data, default_batch_size, mlp
+from utilis.numerics import (
+    log_gaussian_mixture,
+    log_gaussian_posterior,
+    log_trapezoid,
+    logsumexp_last,
+    normal_logpdf,
+    sample_categorical,
+    sample_from_grid,
+)
 from utilis.protocol import as_generator, broadcast_query, check_count, check_positive, finite_array
 from utilis.training import History, train
 
-__all__ = ["GenerativeModel"]
+__all__ = ["GaussianY", "GenerativeModel", "UniformCellsY"]
 
 YFamily = Literal["gaussian", "uniform"]
 XParents = Literal["y,c", "c"]
@@ -82,7 +91,7 @@ def _log_cell_density(y: np.ndarray, cells: np.ndarray) -> np.ndarray:
     below, above = a - y, y - b  # > 0 outside the data
 
     def side(distance: np.ndarray, gap: np.ndarray) -> np.ndarray:
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # overflow: far out, density 0
             ramp = np.log(np.clip(1 - distance / np.where(gap > 0, gap, 1.0), 0.0, 1.0))
             return np.where(gap > 0, ramp, -(n + 1) * np.log1p(np.maximum(distance, 0) / length))
 
@@ -96,7 +105,7 @@ def _sample_cells(cells: np.ndarray, c: np.ndarray, rng: np.random.Generator) ->
     length = b - a
     below_mass = np.where(gap_below > 0, gap_below / 2, length / n)
     above_mass = np.where(gap_above > 0, gap_above / 2, length / n)
-    u, v = rng.random(len(c)), rng.random(len(c))
+    u, v = rng.random(c.shape), rng.random(c.shape)
     pick = u * (length + below_mass + above_mass)
     core = a + v * length
     # A ramp falling over a gap g is a triangle: distance g (1 - sqrt(v)); a tail is Lomax: L ((1-v)^(-1/n) - 1).
@@ -106,6 +115,88 @@ def _sample_cells(cells: np.ndarray, c: np.ndarray, rng: np.random.Generator) ->
         core,
         np.where(pick < length + below_mass, a - ramp_or_tail(gap_below), b + ramp_or_tail(gap_above)),
     )
+
+
+class GaussianY:
+    """p(y | c) = N(y; mean_c, sd_c^2), fitted by maximum likelihood, or trained by gradient without labels.
+
+    Parameters per component: (mean, raw), with sd = softplus(raw) + ``SD_FLOOR``, so a gradient step
+    never makes an sd negative or zero.
+    """
+
+    name = "gaussian"
+    n_params = 2
+    learnable = True
+    SD_FLOOR = 1e-3
+
+    def fit(self, y: np.ndarray, c: np.ndarray, k: int) -> np.ndarray:
+        mean = np.array([y[c == i].mean() for i in range(k)])
+        sd = np.maximum([y[c == i].std() for i in range(k)], 2 * self.SD_FLOOR)
+        return np.stack([mean, np.log(np.expm1(sd - self.SD_FLOOR))], axis=1)
+
+    def start(self, y: np.ndarray, k: int) -> np.ndarray:
+        """Where training without labels begins: means at evenly spaced quantiles of y, sds a K-th of its spread."""
+        mean = np.quantile(y, (np.arange(k) + 0.5) / k)
+        return np.stack([mean, np.full(k, np.log(np.expm1(max(y.std() / k - self.SD_FLOOR, 1e-6))))], axis=1)
+
+    def mean_sd(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return params[:, 0], np.logaddexp(0.0, params[:, 1]) + self.SD_FLOOR
+
+    def log_prob(self, y: np.ndarray, params: np.ndarray) -> np.ndarray:
+        """log p(y | c) for y of shape (..., 1): shape (..., K)."""
+        return normal_logpdf(y, *self.mean_sd(params))
+
+    def log_prob_torch(self, y: Tensor, params: Tensor) -> Tensor:
+        """log p(y | c) for y (n,), differentiable in ``params``: (n, K)."""
+        sd = F.softplus(params[:, 1]) + self.SD_FLOOR
+        return torch.distributions.Normal(params[:, 0], sd).log_prob(y.double()[:, None])
+
+    def sample(self, c: np.ndarray, params: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        mean, sd = self.mean_sd(params)
+        return mean[c] + sd[c] * rng.standard_normal(c.shape)
+
+    def span(self, params: np.ndarray) -> tuple[float, float]:
+        """An interval holding all of p(y)'s mass (nine sds past every mean)."""
+        mean, sd = self.mean_sd(params)
+        return float((mean - 9 * sd).min()), float((mean + 9 * sd).max())
+
+
+class UniformCellsY:
+    """p(y | c) uniform over a cell whose edges are known only to lie beyond its data (see ``_log_cell_density``).
+
+    Parameters per component: the lowest and highest training y (a, b), the gap to the neighbouring
+    cell below and above (-1: outermost, a decaying tail instead), and the count n.
+    """
+
+    name = "uniform"
+    n_params = 5
+    learnable = False
+
+    def fit(self, y: np.ndarray, c: np.ndarray, k: int) -> np.ndarray:
+        a = np.array([y[c == i].min() for i in range(k)])
+        b = np.array([y[c == i].max() for i in range(k)])
+        if np.any(b <= a):
+            raise ValueError("every uniform cell needs training points at two different y")
+        gap_below, gap_above = np.full(k, -1.0), np.full(k, -1.0)  # -1: outermost, a decaying tail
+        order = np.argsort(a)
+        for lower, upper in zip(order[:-1], order[1:]):  # a gap of 0: the cells overlap, hard edges
+            gap_above[lower] = gap_below[upper] = max(a[upper] - b[lower], 0.0)
+        return np.stack([a, b, gap_below, gap_above, np.bincount(c, minlength=k).astype(float)], axis=1)
+
+    def log_prob(self, y: np.ndarray, params: np.ndarray) -> np.ndarray:
+        return _log_cell_density(y, params)
+
+    def sample(self, c: np.ndarray, params: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return _sample_cells(params, c, rng)
+
+    def span(self, params: np.ndarray) -> tuple[float, float]:
+        """An interval holding all but e^-40 of each cell's tail mass."""
+        tail = (params[:, 1] - params[:, 0]) / params[:, 4]
+        return float((params[:, 0] - 40 * tail).min()), float((params[:, 1] + 40 * tail).max())
+
+
+Y_FAMILIES = {"gaussian": GaussianY(), "uniform": UniformCellsY()}
+"""The families of p(y | c) a generative model can have, by name."""
 
 
 class XNetwork(nn.Module):
@@ -119,26 +210,29 @@ class XNetwork(nn.Module):
     def __init__(self, n_components: int, x_parents: XParents, hidden: int, depth: int, min_scale: float):
         super().__init__()
         self.n_components, self.x_parents, self.min_scale = n_components, x_parents, min_scale
-        # z-scoring statistics of the training data: (x mean, x sd, y mean, y sd)
-        self.register_buffer("stats", torch.tensor([0.0, 1.0, 0.0, 1.0], dtype=torch.float64))
-        inputs = n_components + (1 if x_parents == "y,c" else 0)
-        layers: list[nn.Module] = []
-        for i in range(depth):
-            layers += [nn.Linear(inputs if i == 0 else hidden, hidden), nn.SiLU()]
-        self.net = nn.Sequential(*layers, nn.Linear(hidden, 2))
-        self.line_slope = nn.Parameter(torch.zeros(n_components)) if x_parents == "y,c" else None
-        self.line_offset = nn.Parameter(torch.zeros(n_components)) if x_parents == "y,c" else None
+        self.scaling = Standardiser()
+        with_y = x_parents == "y,c"
+        self.net = mlp(n_components + int(with_y), 2, hidden, depth)
+        self.line_slope = nn.Parameter(torch.zeros(n_components)) if with_y else None
+        self.line_offset = nn.Parameter(torch.zeros(n_components)) if with_y else None
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """The linear path starts flat (the MLP's layers reset themselves)."""
+        if self.line_slope is not None:
+            self.line_slope.zero_()
+            self.line_offset.zero_()
 
     def x_given(self, y: Tensor, c: Tensor) -> torch.distributions.Normal:
         """p(x | y, c) for tensors y (n,) and integer c (n,): a Normal over x, float32."""
-        x_mean, x_sd, y_mean, y_sd = self.stats.float()
         features = F.one_hot(c.long(), self.n_components).float()
         if self.x_parents == "y,c":
-            features = torch.cat([((y.float() - y_mean) / y_sd)[:, None], features], dim=1)
+            features = torch.cat([self.scaling.z_y(y)[:, None], features], dim=1)
         loc, raw_scale = self.net(features).unbind(-1)
         if self.x_parents == "y,c":
             loc = loc + self.line_slope[c.long()] * features[:, 0] + self.line_offset[c.long()]
         scale = F.softplus(raw_scale) + self.min_scale
+        x_mean, x_sd = self.scaling.x_mean.float(), self.scaling.x_sd.float()
         return torch.distributions.Normal(x_mean + x_sd * loc, x_sd * scale)
 
     def forward(self, inputs: Tensor) -> torch.distributions.Normal:
@@ -151,8 +245,9 @@ class XNetwork(nn.Module):
         spends the MLP on how x departs from a line, not on finding the line."""
         if self.x_parents != "y,c":
             return
-        x_mean, x_sd, y_mean, y_sd = self.stats.cpu().numpy()
-        x_z, y_z = (x - x_mean) / x_sd, (y - y_mean) / y_sd
+        scaling = self.scaling
+        x_z = (x - scaling.x_mean.item()) / scaling.x_sd.item()
+        y_z = (y - scaling.y_mean.item()) / scaling.y_sd.item()
         slopes, offsets, spreads = [], [], []
         for i in range(self.n_components):
             design = np.stack([y_z[c == i], np.ones(np.sum(c == i))], axis=1)
@@ -168,7 +263,7 @@ class XNetwork(nn.Module):
         last.bias.copy_(torch.tensor([0.0, float(np.log(np.expm1(spread)))]))
 
 
-class GenerativeModel(nn.Module):
+class GenerativeModel(NetworkDensity):
     """p(x, y, c) = p(c) p(y | c) p(x | parents), with p(x | parents) a Gaussian from a neural network.
 
     Args:
@@ -205,160 +300,116 @@ class GenerativeModel(nn.Module):
         n_networks: int = 1,
     ):
         super().__init__()
-        self.n_components = check_count(n_components, "n_components")
-        if y_family not in ("gaussian", "uniform"):
-            raise ValueError(f"y_family must be 'gaussian' or 'uniform', got {y_family!r}")
+        self.n_components = k = check_count(n_components, "n_components")
+        if y_family not in Y_FAMILIES:
+            raise ValueError(f"y_family must be one of {sorted(Y_FAMILIES)}, got {y_family!r}")
         if x_parents not in ("y,c", "c"):
             raise ValueError(f"x_parents must be 'y,c' or 'c', got {x_parents!r}")
-        self.y_family, self.x_parents = y_family, x_parents
+        self.y_family, self.x_parents = Y_FAMILIES[y_family], x_parents
         hidden, depth = check_count(hidden, "hidden"), check_count(depth, "depth")
         self.min_scale = check_positive(min_scale, "min_scale")
         self.quadrature_oversample = check_positive(quadrature_oversample, "quadrature_oversample")
-        k = self.n_components
-        # p(c) and p(y | c): buffers when fitted in closed form; parameters when trained unlabelled.
-        self.register_buffer("log_pc", torch.full((k,), -float(np.log(k)), dtype=torch.float64))
-        self.register_buffer("y_a", torch.zeros(k, dtype=torch.float64))  # mean, or lower edge
-        self.register_buffer("y_b", torch.ones(k, dtype=torch.float64))  # sd, or upper edge
-        self.register_buffer("y_cells", torch.ones(k, 5, dtype=torch.float64))  # uniform: a, b, gaps, n
+        # p(c) = softmax(c_logits) and p(y | c): fitted in closed form with labels, trained without.
+        self.c_logits = nn.Parameter(torch.zeros(k, dtype=torch.float64))
+        y_params = torch.zeros(k, self.y_family.n_params, dtype=torch.float64)
+        if self.y_family.learnable:
+            self.y_params = nn.Parameter(y_params)
+        else:
+            self.register_buffer("y_params", y_params)
         n_networks = check_count(n_networks, "n_networks")
         self.networks = nn.ModuleList(XNetwork(k, x_parents, hidden, depth, self.min_scale) for _ in range(n_networks))
-        self._unlabelled: nn.ParameterDict | None = None
         self._quadrature: np.ndarray | None = None
 
     @classmethod
     def for_dataset(cls, data, **kwargs) -> GenerativeModel:
-        """The network that matches how ``data`` was generated (its name and number of components)."""
-        settings = {
-            "linear": {"y_family": "gaussian", "x_parents": "y,c"},
-            "sinusoid": {"y_family": "gaussian", "x_parents": "y,c"},
-            "camera": {"y_family": "uniform", "x_parents": "c"},
-        }
-        if data.name not in settings:
-            raise ValueError(f"no configuration for a dataset named {data.name!r}; give y_family and x_parents")
-        return cls(data.n_components, **{**settings[data.name], **kwargs})
+        """The model whose Bayesian network is the one ``data`` declares (``data.y_family``,
+        ``data.x_parents``), with as many components as it has."""
+        network = {"y_family": data.y_family, "x_parents": data.x_parents}
+        return cls(data.n_components, **{**network, **kwargs})
 
-    # ---- the factors, in torch ----------------------------------------------------------------
-    @property
-    def device(self) -> torch.device:
-        return self.log_pc.device
-
+    # ---- the factors ----------------------------------------------------------------------------
     def x_given(self, y: Tensor, c: Tensor, member: int = 0) -> torch.distributions.Normal:
         """p(x | y, c) (or p(x | c)) of one member network, for tensors y (n,) and integer c (n,)."""
         return self.networks[member].x_given(y, c)
 
-    def forward(self, inputs: Tensor) -> torch.distributions.Normal:
-        """p(x | y, c) of the first network for ``inputs`` (n, 2) holding y and c."""
-        return self.networks[0](inputs)
-
-    def _y_params(self) -> tuple[Tensor, Tensor, Tensor]:
-        """log p(c), and p(y | c)'s two parameters (mean and sd, or edges), as tensors."""
-        if self._unlabelled is None:
-            return self.log_pc, self.y_a, self.y_b
-        u = self._unlabelled
-        return torch.log_softmax(u["logits"], 0), u["mean"], F.softplus(u["raw_sd"]) + 1e-3
-
     def _log_joint_torch(self, x: Tensor, y: Tensor) -> Tensor:
         """log p(x, y) = logsumexp_c [...] for paired 1-D tensors, differentiable (for unlabelled training)."""
-        log_pc, mean, sd = self._y_params()
         n, k = len(y), self.n_components
         c = torch.arange(k, device=y.device).repeat(n)
         log_px = self.x_given(y.repeat_interleave(k), c).log_prob(x.float().repeat_interleave(k)).view(n, k)
-        log_py = torch.distributions.Normal(mean, sd).log_prob(y.double()[:, None])
-        return torch.logsumexp(log_pc + log_py + log_px.double(), dim=1)
+        log_py = self.y_family.log_prob_torch(y, self.y_params)
+        return torch.logsumexp(torch.log_softmax(self.c_logits, 0) + log_py + log_px.double(), dim=1)
 
     # ---- fitting --------------------------------------------------------------------------------
-    def fit(self, x: ArrayLike, y: ArrayLike, c: ArrayLike | None = None, **train_kwargs) -> History:
+    def fit(self, x: ArrayLike, y: ArrayLike, c: ArrayLike | None = None, *, seed: int | None = 0, **train_kwargs):
         """Fit the model to training points; ``c`` the component labels, or None to learn without them.
 
         With labels, p(c) and p(y | c) are fitted in closed form (maximum likelihood) and the network
         for p(x | parents) by the shared training loop on its Gaussian negative log-likelihood. Without,
         everything is trained together on -log p(x, y), c summed out (Gaussian p(y | c) only).
-        ``train_kwargs`` go to :func:`utilis.training.train` (epochs, lr, batch_size, seed, progress...).
+        Initial weights come from ``seed``; ``train_kwargs`` go to :func:`utilis.training.train`
+        (epochs, lr, batch_size, progress...). Returns the training :class:`~utilis.training.History`.
         """
-        x, y = np.ravel(finite_array(x, "x")), np.ravel(finite_array(y, "y"))
-        if x.shape != y.shape or len(x) < 2:
-            raise ValueError(f"x and y must be 1-D with the same length >= 2, got {x.shape} and {y.shape}")
-        for network in self.networks:
-            network.stats.copy_(torch.tensor([x.mean(), x.std() or 1.0, y.mean(), y.std() or 1.0]))
-        self._quadrature = None
-        train_kwargs.setdefault("description", "p(x | parents)" if c is not None else "p(x, y), no labels")
+        x, y = check_fit_data(x, y)
         if c is None:
-            return self._fit_unlabelled(x, y, train_kwargs)
-        c = np.ravel(np.asarray(c))
-        if c.shape != x.shape or not np.issubdtype(c.dtype, np.integer):
+            if not self.y_family.learnable:
+                raise ValueError("training without labels needs y_family='gaussian' (uniform cells have no gradient)")
+            if len(self.networks) != 1:
+                raise ValueError(f"training without labels needs n_networks=1, got {len(self.networks)}")
+        else:
+            c = self._check_labels(c, len(x))
+        self._start_fit(seed)
+        for network in self.networks:
+            network.scaling.fit(x, y)
+        self._quadrature = None
+        settings = {"lr": 3e-3, "batch_size": default_batch_size(len(x)), "epochs": 400, "patience": 30}
+        settings.update(lr_patience=8, description="p(x | parents)" if c is not None else "p(x, y), no labels")
+        settings.update(train_kwargs)
+        if c is None:
+            history = self._fit_unlabelled(x, y, seed, settings)
+        else:
+            history = self._fit_labelled(x, y, c, seed, settings)
+        self._finish_fit()
+        return history
+
+    def _check_labels(self, c: ArrayLike, n: int) -> np.ndarray:
+        c = np.asarray(c)
+        if c.ndim == 2 and c.shape[1] == 1:
+            c = c[:, 0]
+        if c.shape != (n,) or not np.issubdtype(c.dtype, np.integer):
             raise ValueError(f"c must hold one integer label per point, got dtype {c.dtype} and shape {c.shape}")
         if c.min() < 0 or c.max() >= self.n_components:
             raise ValueError(f"c must lie in 0..{self.n_components - 1}, got values from {c.min()} to {c.max()}")
-        self._fit_known_factors(y, c)
-        inputs = np.stack([y, c.astype(np.float64)], axis=1)
-        settings = {**self._training_defaults(len(x)), **train_kwargs}
-        seed = settings.get("seed", 0)
-        histories = []
-        for m, network in enumerate(self.networks):
-            network.start_at_least_squares(x, y, c)
-            member_seed = None if seed is None else seed + m
-            histories.append(train(network, inputs, x, **{**settings, "seed": member_seed}))
-        self.to(next(self.networks[0].parameters()).device)  # where training put the networks
-        self.eval()
-        return histories[0] if len(histories) == 1 else _combine(histories)
-
-    @staticmethod
-    def _training_defaults(n: int) -> dict:
-        """Settings that suit this model: about 20+ steps per epoch at any n, and a decaying step size."""
-        batch_size = int(np.clip(n // 20, 32, 512))
-        return {"lr": 3e-3, "batch_size": batch_size, "epochs": 400, "patience": 30, "lr_patience": 8}
-
-    def _fit_known_factors(self, y: np.ndarray, c: np.ndarray) -> None:
-        k = self.n_components
-        counts = np.bincount(c, minlength=k)
+        counts = np.bincount(c, minlength=self.n_components)
         if counts.min() < 2:
             raise ValueError(f"every component needs at least 2 labelled points, got counts {counts.tolist()}")
-        self.log_pc.copy_(torch.from_numpy(np.log(counts / counts.sum())))
-        if self.y_family == "gaussian":
-            a = np.array([y[c == i].mean() for i in range(k)])
-            b = np.array([y[c == i].std() for i in range(k)])
-        else:
-            a = np.array([y[c == i].min() for i in range(k)])
-            b = np.array([y[c == i].max() for i in range(k)])
-            if np.any(b <= a):
-                raise ValueError("every uniform cell needs training points at two different y")
-            gap_below, gap_above = np.full(k, -1.0), np.full(k, -1.0)  # -1: outermost, a decaying tail
-            order = np.argsort(a)
-            for lower, upper in zip(order[:-1], order[1:]):  # a gap of 0: the cells overlap, hard edges
-                gap_above[lower] = gap_below[upper] = max(a[upper] - b[lower], 0.0)
-            self.y_cells.copy_(torch.from_numpy(np.stack([a, b, gap_below, gap_above, counts.astype(float)], 1)))
-        self.y_a.copy_(torch.from_numpy(a))
-        self.y_b.copy_(torch.from_numpy(b))
+        return c
 
-    def _fit_unlabelled(self, x: np.ndarray, y: np.ndarray, train_kwargs: dict) -> History:
-        if self.y_family != "gaussian":
-            raise ValueError("training without labels needs y_family='gaussian' (uniform cells have no gradient)")
-        if len(self.networks) != 1:
-            raise ValueError(f"training without labels needs n_networks=1, got {len(self.networks)}")
+    @torch.no_grad()
+    def _fit_labelled(self, x: np.ndarray, y: np.ndarray, c: np.ndarray, seed: int | None, settings: dict) -> History:
         k = self.n_components
-        # Start the components spread over y: means at evenly spaced quantiles, sds a K-th of the spread.
-        start_means = np.quantile(y, (np.arange(k) + 0.5) / k)
-        self._unlabelled = nn.ParameterDict(
-            {
-                "logits": nn.Parameter(torch.zeros(k, dtype=torch.float64)),
-                "mean": nn.Parameter(torch.tensor(start_means, dtype=torch.float64)),
-                "raw_sd": nn.Parameter(torch.full((k,), float(np.log(np.expm1(y.std() / k))), dtype=torch.float64)),
-            }
-        ).to(self.device)
+        self.c_logits.copy_(torch.from_numpy(np.log(np.bincount(c, minlength=k) / len(c))))
+        self.y_params.copy_(torch.from_numpy(self.y_family.fit(y, c, k)))
+        inputs = np.stack([y, c.astype(np.float64)], axis=1)
+        histories = []
+        with torch.enable_grad():
+            for m, network in enumerate(self.networks):
+                network.start_at_least_squares(x, y, c)
+                member_seed = None if seed is None else seed + m
+                histories.append(train(network, inputs, x, seed=member_seed, **settings))
+        self.to(self.networks[0].scaling.x_mean.device)  # where training put the networks
+        return histories[0] if len(histories) == 1 else _combine(histories)
+
+    def _fit_unlabelled(self, x: np.ndarray, y: np.ndarray, seed: int | None, settings: dict) -> History:
+        with torch.no_grad():
+            self.c_logits.zero_()
+            self.y_params.copy_(torch.from_numpy(self.y_family.start(y, self.n_components)))
 
         def loss(model: GenerativeModel, inputs: Tensor, target: Tensor) -> Tensor:
             return -model._log_joint_torch(target, inputs[:, 0]).mean()
 
-        try:
-            inputs = np.stack([y, np.zeros_like(y)], 1)
-            history = train(self, inputs, x, loss=loss, **{**self._training_defaults(len(x)), **train_kwargs})
-        finally:  # keep what was learned as the model's fitted factors
-            log_pc, mean, sd = (t.detach() for t in self._y_params())
-            self._unlabelled = None
-            self.log_pc.copy_(log_pc)
-            self.y_a.copy_(mean)
-            self.y_b.copy_(sd)
-        return history
+        inputs = np.stack([y, np.zeros_like(y)], 1)
+        return train(self, inputs, x, loss=loss, seed=seed, **settings)
 
     @property
     def edges(self) -> list[tuple[str, str]]:
@@ -370,12 +421,23 @@ class GenerativeModel(nn.Module):
         """The joint's factorisation, in LaTeX."""
         return r"p(x, y, c) = p(c)\, p(y \mid c)\, p(x \mid " + ("y, c" if self.x_parents == "y,c" else "c") + ")"
 
+    @property
+    def log_pc(self) -> np.ndarray:
+        """log p(c), shape (K,)."""
+        return torch.log_softmax(self.c_logits.detach(), 0).cpu().numpy()
+
+    @property
+    def y_given_c(self) -> np.ndarray:
+        """The fitted parameters of p(y | c), one row per component (see the family's docstring)."""
+        return self.y_params.detach().cpu().numpy()
+
     def x_mean_sd(self, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """Mean and sd of p(x | y, c) for every component at each y: two arrays y.shape + (K,).
 
         With several networks these are the mean and sd of their mixture.
         """
         y = finite_array(y, "y")
+        self._check_ready()
         shape, m = (*y.shape, self.n_components), len(self.networks)
         mean, sd = (np.broadcast_to(v, (*y.shape, m * self.n_components)) for v in self._x_params(y))
         mean, sd = mean.reshape((*y.shape, m, self.n_components)), sd.reshape((*y.shape, m, self.n_components))
@@ -383,7 +445,7 @@ class GenerativeModel(nn.Module):
         mixture_sd = np.sqrt(np.maximum((sd**2 + mean**2).mean(axis=-2) - mixture_mean**2, 0.0))
         return np.broadcast_to(mixture_mean, shape).copy(), np.broadcast_to(mixture_sd, shape).copy()
 
-    # ---- the densities, in numpy (the conditional-density protocol) -----------------------------
+    # ---- the densities, in numpy ----------------------------------------------------------------
     @torch.no_grad()
     def _x_params(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mean and sd of x for every (network, component) pair at each y, network-major: shapes
@@ -393,7 +455,7 @@ class GenerativeModel(nn.Module):
             y_flat, c = torch.zeros(k, device=self.device), torch.arange(k, device=self.device)
             shape: tuple[int, ...] = (k,)
         else:
-            flat = torch.as_tensor(np.ravel(y), device=self.device)
+            flat = self._as_tensor(np.ravel(y))
             y_flat, c = flat.repeat_interleave(k), torch.arange(k, device=self.device).repeat(len(flat))
             shape = (*np.shape(y), k)
         means, sds = [], []
@@ -405,11 +467,7 @@ class GenerativeModel(nn.Module):
 
     def _log_prior_y(self, y: np.ndarray) -> np.ndarray:
         """log p(c) + log p(y | c): shape y.shape + (K,)."""
-        log_pc, a, b = (t.cpu().numpy() for t in (self.log_pc, self.y_a, self.y_b))
-        y_ = np.asarray(y)[..., None]
-        if self.y_family == "gaussian":
-            return log_pc + normal_logpdf(y_, a, b)
-        return log_pc + _log_cell_density(y_, self.y_cells.cpu().numpy())
+        return self.log_pc + self.y_family.log_prob(np.asarray(y)[..., None], self.y_given_c)
 
     def _log_weights(self, y: np.ndarray) -> np.ndarray:
         """log p(c) + log p(y | c) - log M for every (network, component) pair: y.shape + (M K,)."""
@@ -423,6 +481,7 @@ class GenerativeModel(nn.Module):
     def log_joint(self, x: ArrayLike, y: ArrayLike) -> np.ndarray:
         """log p(x, y) with c summed out. ``x`` and ``y`` broadcast; the result has their broadcast shape."""
         y_array, x_array, shape = broadcast_query(y, x)
+        self._check_ready()
         return np.broadcast_to(self._log_joint(x_array, y_array), shape).copy()
 
     def quadrature_grid(self) -> np.ndarray:
@@ -431,13 +490,9 @@ class GenerativeModel(nn.Module):
         A peak of p(x | y, c) as a function of y is about sd_c(y) / |d mean_c / dy| wide; the step is
         the narrowest such width over the span of p(y), divided by ``quadrature_oversample``.
         """
+        self._check_ready()
         if self._quadrature is None:
-            a, b = self.y_a.cpu().numpy(), self.y_b.cpu().numpy()
-            if self.y_family == "gaussian":
-                lo, hi = (a - 9 * b).min(), (a + 9 * b).max()
-            else:
-                tail = (b - a) / self.y_cells[:, 4].cpu().numpy()
-                lo, hi = (a - 40 * tail).min(), (b + 40 * tail).max()
+            lo, hi = self.y_family.span(self.y_given_c)
             pilot = np.linspace(lo, hi, 8193)
             mean, sd = self._x_params(pilot)
             slope = np.abs(np.gradient(mean, pilot, axis=0))
@@ -450,52 +505,56 @@ class GenerativeModel(nn.Module):
             self._quadrature = np.linspace(lo, hi, n_nodes + 1)
         return self._quadrature
 
+    def _log_pc_given_x(self, x: np.ndarray) -> np.ndarray:
+        """log p(m, c | x) when x depends on c alone: x.shape + (M K,), exact however far x lies."""
+        mean, sd = self._x_params(np.empty(0))
+        return log_gaussian_posterior(x, self._log_mc(), mean, sd)
+
+    def _log_mc(self) -> np.ndarray:
+        """log p(c) - log M for every (network, component) pair: (M K,)."""
+        return np.tile(self.log_pc, len(self.networks)) - np.log(len(self.networks))
+
     def _log_marginal_x(self, x: np.ndarray) -> np.ndarray:
         if self.x_parents == "c":  # y has no edge into x: summing y out is exact
             mean, sd = self._x_params(np.empty(0))
-            log_weights = np.tile(self.log_pc.cpu().numpy(), len(self.networks)) - np.log(len(self.networks))
-            return log_gaussian_mixture(x[..., None], log_weights, mean, sd)[..., 0]
+            return log_gaussian_mixture(x[..., None], self._log_mc(), mean, sd)[..., 0]
         nodes = self.quadrature_grid()
         unique, inverse = np.unique(x, return_inverse=True)
         mean, sd = self._x_params(nodes)  # (nodes, M K), once for every x
         log_prior = self._log_weights(nodes)
-        log_h = np.log(nodes[1] - nodes[0])
         out = np.empty(len(unique))
         rows = max(1, 2**20 // len(nodes))
         for start in range(0, len(unique), rows):
             chunk = unique[start : start + rows]
-            log_joint = log_gaussian_mixture(chunk[None, :], log_prior[:, None, :], mean[:, None, :], sd[:, None, :])
-            peak = log_joint.max(axis=0)
-            peak = np.where(np.isfinite(peak), peak, 0.0)
-            weights = np.exp(log_joint - peak)
-            weights[[0, -1]] *= 0.5  # trapezoid
-            with np.errstate(divide="ignore"):
-                out[start : start + rows] = np.log(weights.sum(axis=0)) + peak + log_h
+            log_joint = log_gaussian_mixture(chunk[:, None], log_prior, mean, sd)  # (chunk, nodes)
+            out[start : start + rows] = log_trapezoid(log_joint, nodes[1] - nodes[0])
         return out[inverse].reshape(x.shape)
 
     def log_marginal_x(self, x: ArrayLike) -> np.ndarray:
         """log p(x) (by quadrature over y, or in closed form when x does not depend on y)."""
-        return self._log_marginal_x(finite_array(x, "x"))
+        x = finite_array(x, "x")
+        self._check_ready()
+        return self._log_marginal_x(x)
 
-    def log_prob(self, y: ArrayLike, x: ArrayLike) -> np.ndarray:
-        """log p(y | x) by Bayes' rule: log p(x, y) - log p(x). Broadcasts over ``y`` and ``x``."""
-        y_array, x_array, shape = broadcast_query(y, x)
-        out = self._log_joint(x_array, y_array) - self._log_marginal_x(x_array)
-        return np.broadcast_to(out, shape).copy()
+    def _given_x(self, x):
+        # x -> c only: p(y | x) = sum_c p(c | x) p(y | c), exact at every x. Otherwise Bayes' rule with p(x).
+        return (self._log_pc_given_x(x),) if self.x_parents == "c" else (self._log_marginal_x(x),)
 
-    def sample(self, x: ArrayLike, n: int, seed: int | np.random.Generator | None = None) -> np.ndarray:
-        """``n`` draws of y from p(y | x) for each x, shape (n, len(x)): inverse CDF over a y grid."""
-        x = np.atleast_1d(finite_array(x, "x"))
-        if x.ndim != 1:
-            raise ValueError(f"x must be a scalar or 1-D array, got shape {x.shape}")
-        n, rng = check_count(n, "n"), as_generator(seed)
-        if self.y_family == "uniform":  # a fine grid that holds every data edge, so the corners are exact
-            cells = self.y_cells.cpu().numpy()
-            tail = (cells[:, 1] - cells[:, 0]) / cells[:, 4]
-            lo, hi = (cells[:, 0] - 40 * tail).min(), (cells[:, 1] + 40 * tail).max()
-            nodes = np.unique(np.concatenate([np.linspace(lo, hi, 2**14), cells[:, 0], cells[:, 1]]))
-        else:
-            nodes = self.quadrature_grid()
+    def _log_prob(self, y, x, given):
+        """log p(y | x): sum_c p(c | x) p(y | c), or by Bayes' rule log p(x, y) - log p(x)."""
+        if self.x_parents == "c":
+            log_py = np.tile(self.y_family.log_prob(y[..., None], self.y_given_c), len(self.networks))
+            return logsumexp_last(given + log_py)
+        # Where p(x) underflows (|x| beyond ~1e150 data widths) so does p(x, y) at every float64 y: -inf.
+        with np.errstate(invalid="ignore"):
+            return np.where(np.isneginf(given), -np.inf, self._log_joint(x, y) - given)
+
+    def _sample(self, x, n, rng, given):
+        """c from p(c | x), then y from p(y | c); or, when x depends on y, the inverse CDF of p(x, y) over y."""
+        if self.x_parents == "c":
+            c = sample_categorical(given, n, rng) % self.n_components  # (n, len(x)): a (network, c) pair
+            return self.y_family.sample(c, self.y_given_c, rng)
+        nodes = self.quadrature_grid()
         out = np.empty((n, len(x)))
         u = rng.random((n, len(x)))
         for i, xi in enumerate(x):
@@ -505,11 +564,9 @@ class GenerativeModel(nn.Module):
     def sample_joint(self, n: int, seed: int | np.random.Generator | None = None) -> tuple[np.ndarray, ...]:
         """Ancestral sampling from the network: c ~ p(c), y ~ p(y | c), x ~ p(x | y, c). Returns (x, y, c)."""
         n, rng = check_count(n, "n"), as_generator(seed)
-        c = rng.choice(self.n_components, size=n, p=np.exp(self.log_pc.cpu().numpy()))
-        if self.y_family == "gaussian":
-            y = self.y_a.cpu().numpy()[c] + self.y_b.cpu().numpy()[c] * rng.standard_normal(n)
-        else:
-            y = _sample_cells(self.y_cells.cpu().numpy(), c, rng)
+        self._check_ready()
+        c = rng.choice(self.n_components, size=n, p=np.exp(self.log_pc))
+        y = self.y_family.sample(c, self.y_given_c, rng)
         width = len(self.networks) * self.n_components
         mean, sd = (np.broadcast_to(v, (n, width)) for v in self._x_params(y))
         column = rng.integers(len(self.networks), size=n) * self.n_components + c  # a network, then c

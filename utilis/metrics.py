@@ -7,7 +7,8 @@ dataset's exact density and any trained model are scored by the same code.
 - :func:`bayes_gap`: a model's NLL minus the truth's on the same points (the Bayes floor), with a
   standard error; it estimates the mean KL(truth || model) over p(x), and 0 is the limit.
 - :func:`kl_divergence`: KL(truth || model) on a y grid at each x.
-- :func:`find_modes`, :func:`mode_recall_precision`: the modes of p(y|x) a model finds and invents.
+- :func:`mode_recall_precision`: the modes of p(y|x) a model finds and invents
+  (:func:`utilis.density.find_modes` finds them).
 - :func:`best_of_k_error`: the oracle error of k samples, as multiple-hypothesis papers report it.
 """
 
@@ -17,18 +18,23 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import integrate, signal
+from scipy import integrate
 
-from utilis.density import check_grid, log_conditional_grid
-from utilis.protocol import ConditionalDensity, as_generator, check_count, check_positive, finite_array
+from utilis.density import check_grid, find_modes, log_conditional_grid
+from utilis.protocol import (
+    ConditionalDensity,
+    as_generator,
+    check_count,
+    check_positive,
+    finite_array,
+    require_density,
+)
 
 __all__ = [
     "Gap",
     "ModeScores",
     "bayes_gap",
     "best_of_k_error",
-    "count_modes",
-    "find_modes",
     "kl_divergence",
     "mode_recall_precision",
     "nll",
@@ -47,6 +53,7 @@ def _check_points(x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _log_likelihoods(density: ConditionalDensity, x: np.ndarray, y: np.ndarray, name: str) -> np.ndarray:
+    require_density(density, name)
     log_p = np.asarray(density.log_prob(y, x), dtype=np.float64)
     if log_p.shape != x.shape:
         raise ValueError(f"{name}.log_prob returned shape {log_p.shape} for {x.shape} points")
@@ -97,6 +104,7 @@ def kl_divergence(truth: ConditionalDensity, model: ConditionalDensity, x: Array
     The grid must hold the truth's mass and resolve its narrowest peak; where the truth is 0 the
     integrand is 0. Average the result over x drawn from p(x) for the mean KL.
     """
+    require_density(truth, "truth"), require_density(model, "model")
     x_points = np.atleast_1d(finite_array(x, "x"))
     if x_points.ndim != 1 or x_points.size == 0:
         raise ValueError(f"x must be a non-empty 1-D array, got shape {x_points.shape}")
@@ -110,33 +118,6 @@ def kl_divergence(truth: ConditionalDensity, model: ConditionalDensity, x: Array
     with np.errstate(invalid="ignore"):
         integrand = np.where(p > 0, p * (log_p - log_q), 0.0)
     return integrate.trapezoid(integrand, y, axis=0)[inverse]
-
-
-def find_modes(log_density: ArrayLike, y_grid: ArrayLike, min_mass: float = 0.05) -> np.ndarray:
-    """The modes of one density on a grid: peaks whose basin holds at least ``min_mass`` of the mass.
-
-    A peak's basin runs to the lowest points between it and its neighbouring peaks. A flat peak (a
-    plateau, as a uniform density has) counts once, at its middle. Peaks lower than 1e-6 of the
-    highest, numerical ripples, are ignored. Returns the y of each mode, increasing.
-    """
-    y = check_grid(y_grid, "y_grid")
-    log_p = np.asarray(log_density, dtype=np.float64)
-    if log_p.shape != y.shape:
-        raise ValueError(f"log_density must have the shape of y_grid, {y.shape}, got {log_p.shape}")
-    if np.isnan(log_p).any() or np.all(log_p == -np.inf):
-        raise ValueError("log_density must be a density on the grid: no NaN, not -inf everywhere")
-    if not 0 <= min_mass < 1:
-        raise ValueError(f"min_mass must be in [0, 1), got {min_mass}")
-    p = np.exp(log_p - log_p.max())
-    padded = np.concatenate([[0.0], p, [0.0]])  # so that peaks at the grid's ends are found
-    peaks, _ = signal.find_peaks(padded, prominence=1e-6)
-    peaks -= 1
-    if len(peaks) == 0:
-        return np.empty(0)
-    cuts = [0] + [a + int(np.argmin(p[a : b + 1])) for a, b in zip(peaks[:-1], peaks[1:])] + [len(p) - 1]
-    masses = np.array([integrate.trapezoid(p[lo : hi + 1], y[lo : hi + 1]) for lo, hi in zip(cuts[:-1], cuts[1:])])
-    masses /= integrate.trapezoid(p, y)
-    return y[peaks[masses >= min_mass]]
 
 
 @dataclass(frozen=True)
@@ -161,6 +142,7 @@ def mode_recall_precision(
     true mode within ``tolerance``), counted over all x. Modes are peaks holding ``min_mass``
     (:func:`find_modes`). A density with no modes at any x scores 1 on what it has nothing to miss.
     """
+    require_density(truth, "truth"), require_density(model, "model")
     tolerance = check_positive(tolerance, "tolerance")
     x_points = np.atleast_1d(finite_array(x, "x"))
     y = check_grid(y_grid, "y_grid")
@@ -188,21 +170,13 @@ def best_of_k_error(
     model: ConditionalDensity, x: ArrayLike, y: ArrayLike, k: int, seed: int | np.random.Generator | None = None
 ) -> float:
     """The oracle (best-of-k) error: mean over points of min_j |y_i - s_ij| for k samples s_ij ~ q(.|x_i)."""
+    require_density(model, "model")
     x, y = _check_points(x, y)
     k = check_count(k, "k")
     samples = np.asarray(model.sample(x, k, seed=as_generator(seed)), dtype=np.float64)
     if samples.shape != (k, len(x)):
         raise ValueError(f"model.sample returned shape {samples.shape}, expected {(k, len(x))}")
     return float(np.abs(samples - y[None, :]).min(axis=0).mean())
-
-
-def count_modes(
-    density: ConditionalDensity, x_grid: ArrayLike, y_grid: ArrayLike, min_mass: float = 0.05
-) -> np.ndarray:
-    """The number of modes of p(y | x) (peaks holding ``min_mass``, see :func:`find_modes`) at each x."""
-    y = check_grid(y_grid, "y_grid")
-    log_p = log_conditional_grid(density, x_grid, y)
-    return np.array([len(find_modes(log_p[:, column], y, min_mass)) for column in range(log_p.shape[1])])
 
 
 def score(
@@ -219,6 +193,7 @@ def score(
     first ``n_x`` of them, over a 4000-point grid spanning ``data.y_range``; modes match within
     ``tolerance`` (default 2% of the y range).
     """
+    require_density(model, "model")
     x, y, _ = data.sample(check_count(n_points, "n_points"), seed=seed)
     y_grid = np.linspace(*data.y_range, 4000)
     tolerance = 0.02 * (data.y_range[1] - data.y_range[0]) if tolerance is None else tolerance

@@ -14,8 +14,14 @@ import numpy as np
 from matplotlib.axes import Axes
 from numpy.typing import ArrayLike
 
-from utilis.density import check_grid, conditional_mean, log_conditional_curves, log_conditional_grid, log_joint_grid
-from utilis.metrics import count_modes
+from utilis.density import (
+    check_grid,
+    conditional_mean,
+    count_modes,
+    log_conditional_curves,
+    log_conditional_grid,
+    log_joint_grid,
+)
 from utilis.protocol import ConditionalDensity, finite_array
 
 __all__ = [

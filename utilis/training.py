@@ -70,10 +70,6 @@ class History:
     seconds: float = 0.0
     val_index: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
-    @property
-    def best_val_loss(self) -> float:
-        return self.val_loss[self.best_epoch]
-
 
 def _as_tensor(values: ArrayLike | Tensor, name: str) -> Tensor:
     tensor = values.detach() if isinstance(values, Tensor) else torch.as_tensor(np.asarray(values, dtype=np.float32))
@@ -121,7 +117,8 @@ def train(
             validation loss (``ReduceLROnPlateau``), so the last epochs refine instead of bouncing.
         clip_norm: clip the gradient's norm to this (None: no clipping).
         seed: seeds the split and the batch order (a ``torch.Generator`` of its own; nothing global),
-            so on the CPU the same seed and the same initial weights give the same run.
+            so on the CPU the same seed and the same initial weights give the same run. The models'
+            ``fit`` also draws their initial weights from it (:class:`utilis.networks.NetworkDensity`).
         device: "cpu", "cuda", ...; None picks CUDA where present.
         progress: show a tqdm progress bar.
 
@@ -153,7 +150,13 @@ def train(
         raise ValueError(f"val_fraction={val_fraction} leaves no training points out of {n}")
 
     device = pick_device(device)
-    generator = torch.Generator().manual_seed(seed if seed is not None else torch.seed())
+    generator = torch.Generator()
+    if seed is not None:
+        seed = check_count(seed, "seed", minimum=0)
+    if seed is None:
+        generator.seed()  # fresh entropy for this generator alone; torch's global one is not touched
+    else:
+        generator.manual_seed(seed)
     permutation = torch.randperm(n, generator=generator)
     val_index, train_index = permutation[:n_val], permutation[n_val:]
     x_train, y_train = x_all[train_index].to(device), y_all[train_index].to(device)

@@ -1,0 +1,256 @@
+"""One contract over every conditional density in the repository: truths, models, baselines, oracles.
+
+Each entry of ``FACTORIES`` is one line: the dataset it lives on, how to build it, and (for a model)
+how to fit it briefly. A new model family joins every check below by adding its line. The checks:
+shapes; never NaN for any finite float64 query (|x|, |y| up to the largest float); p(y|x)
+integrating to 1; its own samples agreeing with its log_prob (the PIT is uniform); seeds that
+repeat byte for byte (samples, and the weights of a fit, without touching torch's global generator);
+a state-dict round trip; clear errors for bad queries, bad training data and a model never fitted.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import pytest
+import torch
+from scipy import integrate, stats
+
+from generate_dataset import DATASETS
+from utilis.baselines import BinnedClassifier, GaussianRegression
+from utilis.density import log_conditional_grid, log_joint_grid
+from utilis.gen_model_utilis import GenerativeModel
+from utilis.mdn_utilis import MDN
+from utilis.metrics import bayes_gap, best_of_k_error, score
+from utilis.oracles import BestSingleGaussian, BinnedTruth
+from utilis.protocol import NotFittedError
+
+BRIEF = {"epochs": 3, "progress": False}  # a briefly trained model: the contract is about consistency
+
+
+def fit_labelled(model, x, y, c, seed):
+    return model.fit(x, y, c, seed=seed, **BRIEF)
+
+
+def fit_unlabelled(model, x, y, c, seed):
+    return model.fit(x, y, None, seed=seed, **BRIEF)
+
+
+def fit_plain(model, x, y, c, seed):
+    return model.fit(x, y, seed=seed, **BRIEF)
+
+
+def generative(**options):
+    return lambda data: GenerativeModel.for_dataset(data, hidden=16, **options)
+
+
+@dataclass(frozen=True)
+class Factory:
+    """``build(data)``: the density (a model not yet fitted); ``fit(model, x, y, c, seed)``: None when
+    the density needs no fitting (a truth, an oracle)."""
+
+    dataset: str
+    build: Callable
+    fit: Callable | None = None
+
+
+FACTORIES = {
+    "truth-linear": Factory("linear", lambda data: data.truth),
+    "truth-sinusoid": Factory("sinusoid", lambda data: data.truth),
+    "truth-camera": Factory("camera", lambda data: data.truth),
+    "generative-linear": Factory("linear", generative(), fit_labelled),
+    "generative-sinusoid": Factory("sinusoid", generative(), fit_labelled),
+    "generative-camera": Factory("camera", generative(), fit_labelled),
+    "generative-linear-unlabelled": Factory("linear", generative(), fit_unlabelled),
+    "generative-sinusoid-unlabelled": Factory("sinusoid", generative(), fit_unlabelled),
+    "generative-sinusoid-ensemble": Factory("sinusoid", generative(n_networks=2), fit_labelled),
+    "mdn-sinusoid": Factory("sinusoid", lambda data: MDN(n_components=5, hidden=16), fit_plain),
+    "mdn-camera": Factory("camera", lambda data: MDN(n_components=5, hidden=16), fit_plain),
+    "regression-linear": Factory("linear", lambda data: GaussianRegression(hidden=16), fit_plain),
+    "bins-camera": Factory("camera", lambda data: BinnedClassifier(n_bins=20, hidden=16), fit_plain),
+    "oracle-gaussian-sinusoid": Factory("sinusoid", lambda data: BestSingleGaussian.for_dataset(data)),
+    "oracle-binned-camera": Factory("camera", lambda data: BinnedTruth(data.truth, np.linspace(*data.y_range, 31))),
+}
+MODELS = [name for name, factory in FACTORIES.items() if factory.fit is not None]
+EXTREMES = np.array([0.0, 1e-300, -2.5, 3.7, 1e3, -1e6, 1e150, -1e150, 1e300, -1e300, 1.7976931348623157e308])
+
+
+@cache
+def dataset(name: str):
+    return DATASETS[name](n_samples=400, seed=0)
+
+
+@cache
+def fitted(name: str):
+    """The density of entry ``name``, fitted (once per test session) with seed 0."""
+    factory = FACTORIES[name]
+    data = dataset(factory.dataset)
+    density = factory.build(data)
+    if factory.fit is not None:
+        factory.fit(density, data.x_train, data.y_train, data.c_train, 0)
+    return density
+
+
+def probe_x(data) -> np.ndarray:
+    """Five inputs where p(x) has mass."""
+    return np.quantile(data.x_train, [0.1, 0.3, 0.5, 0.7, 0.9])
+
+
+def wide_y_grid(data, n: int = 60_001) -> np.ndarray:
+    """The data's y range, widened by its width on each side: it holds every model's mass here."""
+    lo, hi = data.y_range
+    return np.linspace(lo - (hi - lo), hi + (hi - lo), n)
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_shapes(name):
+    density, data = fitted(name), dataset(FACTORIES[name].dataset)
+    x, y = probe_x(data), np.quantile(data.y_train, [0.2, 0.5, 0.8])
+    scalar = density.log_prob(float(y[0]), float(x[0]))
+    assert isinstance(scalar, np.ndarray) and scalar.shape == () and scalar.dtype == np.float64
+    assert density.log_prob(y[:, None], x[None, :]).shape == (3, 5)
+    assert density.log_prob(y[:, None, None], x[None, :, None] + np.zeros((1, 1, 2))).shape == (3, 5, 2)
+    # float32 networks round differently in batches of different sizes: equal to float32's precision
+    np.testing.assert_allclose(density.log_prob(y[1], x), density.log_prob(np.full(5, y[1]), x), rtol=1e-6, atol=1e-6)
+    assert density.sample(x, 7, seed=0).shape == (7, 5)
+    assert density.sample(float(x[0]), 4, seed=0).shape == (4, 1)
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_never_nan_for_a_finite_query(name):
+    density, data = fitted(name), dataset(FACTORIES[name].dataset)
+    values = np.concatenate([EXTREMES, -EXTREMES, np.quantile(data.x_train, [0, 0.5, 1])])
+    y, x = np.meshgrid(np.concatenate([values, np.quantile(data.y_train, [0, 0.5, 1])]), values, indexing="ij")
+    log_p = density.log_prob(y, x)  # and no RuntimeWarning (pyproject.toml makes them errors)
+    assert not np.isnan(log_p).any()
+    assert not np.isposinf(log_p).any()
+    # where the data is, the density is positive
+    inside = density.log_prob(np.quantile(data.y_train, [0.05, 0.5, 0.95])[:, None], probe_x(data))
+    assert np.all(np.isfinite(inside)), inside
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_integrates_to_one(name):
+    density, data = fitted(name), dataset(FACTORIES[name].dataset)
+    y = wide_y_grid(data)
+    mass = integrate.trapezoid(np.exp(density.log_prob(y[:, None], probe_x(data)[None, :])), y, axis=0)
+    np.testing.assert_allclose(mass, 1.0, atol=3e-3)
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_samples_agree_with_log_prob(name):
+    """The probability integral transform of a density's own samples is uniform (Kolmogorov-Smirnov)."""
+    density, data = fitted(name), dataset(FACTORIES[name].dataset)
+    x, y = probe_x(data)[[0, 2, 4]], wide_y_grid(data)
+    draws = density.sample(x, 500, seed=1)  # (500, 3)
+    cdf = integrate.cumulative_trapezoid(np.exp(density.log_prob(y[:, None], x[None, :])), y, axis=0, initial=0)
+    pit = np.concatenate([np.interp(draws[:, i], y, cdf[:, i] / cdf[-1, i]) for i in range(len(x))])
+    assert stats.kstest(pit, "uniform").pvalue > 1e-3
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_same_seed_same_samples(name):
+    density, data = fitted(name), dataset(FACTORIES[name].dataset)
+    x = probe_x(data)
+    first = density.sample(x, 20, seed=5)
+    assert first.tobytes() == density.sample(x, 20, seed=5).tobytes()
+    assert first.tobytes() == density.sample(x, 20, seed=np.random.default_rng(5)).tobytes()
+    assert first.tobytes() != density.sample(x, 20, seed=6).tobytes()
+
+
+def state_bytes(model: torch.nn.Module) -> dict[str, bytes]:
+    return {key: value.cpu().numpy().tobytes() for key, value in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_same_fit_seed_same_weights_without_global_seeding(name):
+    factory = FACTORIES[name]
+    data = dataset(factory.dataset)
+    runs = []
+    for seed, noise in ((3, 1), (3, 2), (4, 1)):
+        torch.manual_seed(noise)  # torch's global generator differs between the runs: the seed must decide
+        model = factory.build(data)
+        before = torch.random.get_rng_state()
+        factory.fit(model, data.x_train, data.y_train, data.c_train, seed)
+        assert torch.equal(torch.random.get_rng_state(), before), "fit touched torch's global generator"
+        runs.append(state_bytes(model))
+    assert runs[0] == runs[1], "the same seed gave different weights"
+    assert runs[0] != runs[2], "the seed was ignored"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_state_dict_round_trip(name):
+    factory, model = FACTORIES[name], fitted(name)
+    data = dataset(factory.dataset)
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    buffer.seek(0)
+    fresh = factory.build(data)
+    with pytest.raises(NotFittedError, match=r"call fit\(x, y\) first"):
+        fresh.log_prob(data.y_test, data.x_test)
+    with pytest.raises(NotFittedError, match=r"call fit\(x, y\) first"):
+        fresh.sample(data.x_test, 2)
+    fresh.load_state_dict(torch.load(buffer, weights_only=True))
+    np.testing.assert_array_equal(fresh.log_prob(data.y_test, data.x_test), model.log_prob(data.y_test, data.x_test))
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_bad_queries_raise(name):
+    density = fitted(name)
+    for y, x, message in [
+        (np.nan, 0.0, "y must be finite"),
+        (0.0, np.inf, "x must be finite"),
+        ("a", 0.0, "y must be numeric"),
+        (np.zeros(3), np.zeros(4), "do not broadcast"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            density.log_prob(y, x)
+    for x, n, seed, message in [
+        (0.0, 0, None, "n must be >= 1"),
+        (0.0, 2.5, None, "n must be an integer"),
+        (0.0, 2, -1, "seed must be"),
+        (0.0, 2, "a", "seed must be"),
+        (np.zeros((2, 2)), 2, None, "x must be a scalar or 1-D"),
+        (np.nan, 2, None, "x must be finite"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            density.sample(x, n, seed=seed)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_bad_training_data_raise(name):
+    factory = FACTORIES[name]
+    data = dataset(factory.dataset)
+    model = factory.build(data)
+    x, y, c = data.x_train, data.y_train, data.c_train
+    for bad_x, bad_y, message in [
+        (np.where(np.arange(len(x)) == 3, np.nan, x), y, "x must be finite"),
+        (x, y[:-1], "same number of points"),
+        (x[:1], y[:1], "at least 2 points"),
+        (np.stack([x, x], axis=1), y, r"x must be 1-D or a single column \(n, 1\), got shape"),
+        (x, np.stack([y, y], axis=1), r"y must be 1-D or a single column \(n, 1\), got shape"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            factory.fit(model, bad_x, bad_y, c, 0)
+    factory.fit(model, x[:, None], y[:, None], c, 0)  # a single column is fine, and the same fit
+    expected = fitted(name).log_prob(data.y_test, data.x_test)
+    np.testing.assert_array_equal(model.log_prob(data.y_test, data.x_test), expected)
+
+
+def test_a_dataset_is_not_a_conditional_density():
+    data = dataset("linear")
+    x, y, _ = data.sample(50, seed=0)
+    for call in (
+        lambda: best_of_k_error(data, x, y, k=5),
+        lambda: bayes_gap(data, data.truth, x, y),
+        lambda: bayes_gap(data.truth, data, x, y),
+        lambda: log_conditional_grid(data, np.linspace(-1, 1, 3), np.linspace(-1, 1, 3)),
+        lambda: log_joint_grid(data, np.linspace(-1, 1, 3), np.linspace(-1, 1, 3)),
+        lambda: score(data, data, n_points=100),
+    ):
+        with pytest.raises(ValueError, match=r"pass its exact conditional, data\.truth"):
+            call()

@@ -1,0 +1,112 @@
+"""The numeric kernels, against scipy and closed forms: Gaussians, mixtures, posteriors, trapezoid, samplers."""
+
+import numpy as np
+from scipy import integrate, special, stats
+
+from utilis.numerics import (
+    log_gaussian_mixture,
+    log_gaussian_posterior,
+    log_histogram,
+    log_trapezoid,
+    normal_logpdf,
+    sample_categorical,
+    sample_from_grid,
+    sample_gaussian_mixture,
+    sample_histogram,
+)
+
+
+def test_log_gaussian_mixture_matches_scipy():
+    rng = np.random.default_rng(0)
+    y = np.linspace(-3, 3, 11)[:, None]  # (11, 1): everything but x depends on y
+    log_a = np.log(rng.dirichlet(np.ones(3), size=(11, 1)))  # (11, 1, 3)
+    mean, sd = rng.normal(size=(11, 1, 3)) + y[..., None], rng.uniform(0.2, 2, size=(11, 1, 3))
+    x = np.linspace(-5, 5, 7)  # (7,)
+    reference = np.log((np.exp(log_a) * stats.norm.pdf(x[None, :, None], mean, sd)).sum(-1))
+    np.testing.assert_allclose(log_gaussian_mixture(x, log_a, mean, sd), reference, rtol=1e-12)
+    # means and scales shared by every y (shape (K,)), weights per y, and a scalar x
+    shared = log_gaussian_mixture(0.5, log_a[:, 0, :], mean[0, 0], sd[0, 0])
+    expected = np.log((np.exp(log_a[:, 0, :]) * stats.norm.pdf(0.5, mean[0, 0], sd[0, 0])).sum(-1))
+    np.testing.assert_allclose(shared, expected, rtol=1e-12)
+    # a component with weight 0 adds nothing; all weights 0 gives -inf, never NaN
+    with np.errstate(divide="ignore"):
+        none = log_gaussian_mixture(x, np.log(np.zeros(3)), np.zeros(3), np.ones(3))
+    assert np.all(none == -np.inf)
+
+
+def test_normal_logpdf_matches_scipy():
+    value, mean, sd = np.linspace(-50, 50, 21)[:, None], np.array([0.0, 3.0]), np.array([0.1, 7.0])
+    np.testing.assert_allclose(normal_logpdf(value, mean, sd), stats.norm.logpdf(value, mean, sd), rtol=1e-13)
+
+
+def test_sample_categorical_and_from_grid():
+    rng = np.random.default_rng(0)
+    with np.errstate(divide="ignore"):
+        log_w = np.log([[0.2, 0.0, 0.8], [0.5, 0.5, 0.0]]) + 700.0  # unnormalised, huge, with zeros
+    draws = sample_categorical(log_w, 50_000, rng)
+    assert draws.shape == (50_000, 2)
+    np.testing.assert_allclose(np.bincount(draws[:, 0], minlength=3) / 50_000, [0.2, 0.0, 0.8], atol=0.01)
+    np.testing.assert_allclose(np.bincount(draws[:, 1], minlength=3) / 50_000, [0.5, 0.5, 0.0], atol=0.01)
+    nodes = np.concatenate([np.linspace(-8, 0, 3000), np.linspace(0.001, 8, 500)])  # uneven spacing
+    y = sample_from_grid(stats.norm.logpdf(nodes, 1.0, 1.5), nodes, rng.random(20_000))
+    assert stats.kstest(y, "norm", args=(1.0, 1.5)).pvalue > 1e-3
+
+
+def test_log_gaussian_posterior_matches_scipy_and_stays_exact_far_out():
+    log_prior, mean, sd = np.log([0.2, 0.5, 0.3]), np.array([-2.0, 0.5, 3.0]), np.array([0.4, 1.0, 0.7])
+    x = np.linspace(-6, 6, 13)
+    joint = np.log(np.exp(log_prior) * stats.norm.pdf(x[:, None], mean, sd))
+    reference = joint - special.logsumexp(joint, axis=1, keepdims=True)
+    np.testing.assert_allclose(log_gaussian_posterior(x, log_prior, mean, sd), reference, atol=1e-12)
+    # Far out each logit underflows to -inf on its own; the difference of squares keeps the answer.
+    # At x = 1e200 the widest component (sd 1.0) wins; at -1e300 too; at 1e6 the exact log weights
+    # are -0.5 (z_c^2 - z_1^2) + log prior and log sd terms, which are finite and computable.
+    far = log_gaussian_posterior(np.array([1e200, -1e300, 1.7e308]), log_prior, mean, sd)
+    np.testing.assert_array_equal(np.exp(far), [[0, 1, 0], [0, 1, 0], [0, 1, 0]])
+    z = (1e6 - mean) / sd
+    logits = log_prior - np.log(sd) - 0.5 * (z - z[1]) * (z + z[1])
+    np.testing.assert_allclose(log_gaussian_posterior(1e6, log_prior, mean, sd), logits - special.logsumexp(logits))
+    # equal sds, far out: the nearer mean wins; a zero-weight component never does
+    with np.errstate(divide="ignore"):
+        log_w = log_gaussian_posterior(1e300, np.log([0.0, 0.5, 0.5]), np.array([5.0, 0.0, 1.0]), 1.0)
+    np.testing.assert_array_equal(np.exp(log_w), [0, 0, 1])
+
+
+def test_log_trapezoid_against_closed_forms():
+    nodes = np.linspace(-1.0, 2.0, 301)
+    h = nodes[1] - nodes[0]
+    exact = integrate.trapezoid(np.exp(-nodes), nodes)
+    np.testing.assert_allclose(np.exp(log_trapezoid(-nodes, h)), exact, rtol=1e-13)
+    # the same integrand shifted by -1e4 in log-space: no underflow, the log shifts exactly
+    np.testing.assert_allclose(log_trapezoid(-nodes - 1e4, h), np.log(exact) - 1e4, rtol=1e-13)
+    gaussian = stats.norm.logpdf(np.linspace(-12, 12, 2001), 0.0, 1.0)
+    np.testing.assert_allclose(log_trapezoid(gaussian, 24 / 2000), 0.0, atol=1e-12)
+    with np.errstate(divide="ignore"):
+        assert log_trapezoid(np.full(5, -np.inf), 0.1) == -np.inf
+
+
+def test_gaussian_mixture_sampler_matches_its_density():
+    rng = np.random.default_rng(1)
+    log_w = np.log([[0.3, 0.7], [0.9, 0.1]])
+    means, sds = np.array([[-2.0, 1.0], [0.0, 5.0]]), np.array([[0.5, 1.0], [1.0, 0.2]])
+    draws = sample_gaussian_mixture(log_w, means, sds, 20_000, rng)
+    assert draws.shape == (20_000, 2)
+    for row in range(2):
+
+        def cdf(v, row=row):
+            return (np.exp(log_w[row]) * stats.norm.cdf(np.asarray(v)[:, None], means[row], sds[row])).sum(-1)
+
+        assert stats.kstest(draws[:, row], cdf).pvalue > 1e-3
+
+
+def test_histogram_density_and_sampler():
+    edges = np.array([-1.0, 0.0, 0.5, 2.0])
+    log_w = np.log([[0.2, 0.3, 0.5]])  # one x
+    y = np.array([-1.0, -0.5, 0.25, 1.0, 2.0, 2.1, -1.1])
+    expected = [*np.log([0.2, 0.2, 0.3 / 0.5, 0.5 / 1.5, 0.5 / 1.5]), -np.inf, -np.inf]
+    np.testing.assert_allclose(log_histogram(y, log_w[0], edges), expected)
+    grid = np.linspace(-1, 2, 300_001)
+    np.testing.assert_allclose(integrate.trapezoid(np.exp(log_histogram(grid, log_w[0], edges)), grid), 1, atol=1e-4)
+    draws = sample_histogram(log_w, edges, 20_000, np.random.default_rng(2))[:, 0]
+    cdf = lambda v: np.interp(v, edges, np.concatenate([[0.0], np.cumsum([0.2, 0.3, 0.5])]))
+    assert stats.kstest(draws, cdf).pvalue > 1e-3

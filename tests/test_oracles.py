@@ -1,0 +1,69 @@
+"""The oracles against closed forms: the linear set's p(y|x) is a Gaussian mixture with known moments."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from generate_dataset import linear_mixture
+from utilis.baselines import GaussianRegression
+from utilis.metrics import bayes_gap
+from utilis.oracles import BestSingleGaussian, BinnedTruth
+
+
+@pytest.fixture(scope="module")
+def data():
+    return linear_mixture(n_samples=500, seed=0)
+
+
+def closed_form_mixture(data, x):
+    """The linear truth's p(y | x) = sum_c w_c N(m_c, s_c^2) at each x: weights, means, sds (len(x), K)."""
+    log_w, means = data._given_x(np.asarray(x, dtype=float))
+    return np.exp(log_w), means, np.broadcast_to(data._posterior_sd(), means.shape)
+
+
+def test_best_single_gaussian_has_the_truths_moments(data):
+    x = np.quantile(data.x_train, [0.05, 0.3, 0.5, 0.7, 0.95])
+    w, m, s = closed_form_mixture(data, x)
+    mean = (w * m).sum(1)
+    sd = np.sqrt((w * (s**2 + m**2)).sum(1) - mean**2)
+    oracle = BestSingleGaussian.for_dataset(data)
+    y = np.linspace(-15, 15, 7)[:, None]
+    np.testing.assert_allclose(oracle.log_prob(y, x), stats.norm.logpdf(y, mean, sd), rtol=1e-7, atol=1e-7)
+
+
+def test_binned_truth_has_the_truths_mass_in_each_bin(data):
+    x = np.quantile(data.x_train, [0.1, 0.5, 0.9])
+    edges = np.linspace(*data.y_range, 26)
+    w, m, s = closed_form_mixture(data, x)
+    cdf = (w[:, None, :] * stats.norm.cdf(edges[None, :, None], m[:, None, :], s[:, None, :])).sum(-1)  # (x, edges)
+    mass = np.diff(cdf, axis=1)
+    mass /= mass.sum(axis=1, keepdims=True)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    binned = np.exp(BinnedTruth(data.truth, edges).log_prob(centres[:, None], x).T) * np.diff(edges)
+    np.testing.assert_allclose(binned, mass, rtol=1e-5, atol=1e-8)
+
+
+def test_no_single_gaussian_beats_the_oracle(data):
+    regression = GaussianRegression(hidden=32)
+    regression.fit(data.x_train, data.y_train, progress=False, seed=0)
+    x, y, _ = data.sample(5000, seed=3)
+    oracle = bayes_gap(BestSingleGaussian.for_dataset(data), data.truth, x, y)
+    assert oracle.gap > 1.0  # three branches: a single Gaussian cannot represent them
+    assert bayes_gap(regression, data.truth, x, y).gap > oracle.gap
+
+
+def test_bad_arguments_raise(data):
+    with pytest.raises(ValueError, match="y_grid must be strictly increasing"):
+        BestSingleGaussian(data.truth, [1.0, 0.0])
+    with pytest.raises(ValueError, match="edges needs at least 2"):
+        BinnedTruth(data.truth, [0.0])
+    with pytest.raises(ValueError, match="nodes_per_bin must be >= 2"):
+        BinnedTruth(data.truth, [0.0, 1.0], nodes_per_bin=0)
+    with pytest.raises(ValueError, match="nodes_per_bin must be even"):
+        BinnedTruth(data.truth, [0.0, 1.0], nodes_per_bin=5)
+    with pytest.raises(ValueError, match=r"data\.truth"):
+        BestSingleGaussian(data, [0.0, 1.0])
+    far = BestSingleGaussian(data.truth, np.linspace(-1, 1, 50))  # the truth has no mass here at x = 1e300
+    assert far.log_prob(0.0, 1e300) == -np.inf
+    with pytest.raises(ValueError, match="no mass on the oracle's y_grid"):
+        far.sample(1e300, 3)

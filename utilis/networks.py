@@ -1,0 +1,126 @@
+"""What every network model repeats: the MLP stack, z-scoring, fit-input checks, seeded starts.
+
+:class:`NetworkDensity` is the checked base of :mod:`utilis.protocol` for ``nn.Module`` models: it
+refuses to answer before :meth:`fit` (a ``fitted`` flag kept in the state dict, so a loaded model
+answers), and re-initialises the weights from the fit's seed without touching torch's global
+generator, so the same ``fit(..., seed=s)`` gives the same weights byte for byte on the CPU.
+
+Example:
+    >>> import torch
+    >>> net = mlp(inputs=1, outputs=2, hidden=8, depth=2)
+    >>> net(torch.zeros(5, 1)).shape
+    torch.Size([5, 2])
+    >>> check_fit_data([[1.0], [2.0], [3.0]], [0.0, 1.0, 2.0])[0].shape  # an (n, 1) column is fine
+    (3,)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from numpy.typing import ArrayLike
+from torch import Tensor, nn
+
+from utilis.protocol import CheckedDensity, NotFittedError, finite_array
+
+__all__ = ["Z_LIMIT", "NetworkDensity", "Standardiser", "check_fit_data", "default_batch_size", "mlp"]
+
+Z_LIMIT = 1e6
+"""Network inputs are clipped at this many training standard deviations from the training mean. A
+float32 network fed 1e300 overflows to inf and then NaN; what it says a million sds out is
+extrapolation either way, and past the clip it says the same as at the clip."""
+
+
+def mlp(inputs: int, outputs: int, hidden: int, depth: int) -> nn.Sequential:
+    """``depth`` hidden layers of ``hidden`` SiLU units, then a linear layer to ``outputs``."""
+    layers: list[nn.Module] = []
+    for i in range(depth):
+        layers += [nn.Linear(inputs if i == 0 else hidden, hidden), nn.SiLU()]
+    return nn.Sequential(*layers, nn.Linear(hidden, outputs))
+
+
+class Standardiser(nn.Module):
+    """The training data's means and standard deviations of x and y, kept as buffers (in the state dict)."""
+
+    def __init__(self):
+        super().__init__()
+        for name, value in (("x_mean", 0.0), ("x_sd", 1.0), ("y_mean", 0.0), ("y_sd", 1.0)):
+            self.register_buffer(name, torch.tensor(value, dtype=torch.float64))
+
+    @torch.no_grad()
+    def fit(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Set the statistics from training data (a constant variable keeps a standard deviation of 1)."""
+        statistics = {"x_mean": x.mean(), "x_sd": x.std() or 1.0, "y_mean": y.mean(), "y_sd": y.std() or 1.0}
+        for name, value in statistics.items():
+            getattr(self, name).fill_(float(value))
+
+    def z_x(self, x: Tensor) -> Tensor:
+        """(x - mean) / sd as float32, clipped at +-``Z_LIMIT``."""
+        return ((x.double() - self.x_mean) / self.x_sd).clamp(-Z_LIMIT, Z_LIMIT).float()
+
+    def z_y(self, y: Tensor) -> Tensor:
+        """(y - mean) / sd as float32, clipped at +-``Z_LIMIT``."""
+        return ((y.double() - self.y_mean) / self.y_sd).clamp(-Z_LIMIT, Z_LIMIT).float()
+
+
+def check_fit_data(x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Training inputs and targets as two 1-D float64 arrays of one length >= 2.
+
+    Each may be 1-D or a single column (n, 1); anything wider is refused rather than flattened.
+    """
+    arrays = []
+    for name, values in (("x", x), ("y", y)):
+        array = finite_array(values, name)
+        if array.ndim == 2 and array.shape[1] == 1:
+            array = array[:, 0]
+        if array.ndim != 1:
+            raise ValueError(f"{name} must be 1-D or a single column (n, 1), got shape {array.shape}")
+        arrays.append(array)
+    x_array, y_array = arrays
+    if len(x_array) != len(y_array):
+        raise ValueError(f"x and y must hold the same number of points, got {len(x_array)} and {len(y_array)}")
+    if len(x_array) < 2:
+        raise ValueError(f"fitting needs at least 2 points, got {len(x_array)}")
+    return x_array, y_array
+
+
+def default_batch_size(n: int) -> int:
+    """About 20 steps per epoch at any n, between 32 and 512 points a batch."""
+    return int(np.clip(n // 20, 32, 512))
+
+
+class NetworkDensity(CheckedDensity, nn.Module):
+    """The checked base for ``nn.Module`` models: not-fitted refusal, seeded starts, device, float64 out."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("fitted", torch.tensor(False))
+
+    @property
+    def device(self) -> torch.device:
+        return self.fitted.device
+
+    def _check_ready(self) -> None:
+        if not bool(self.fitted):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit(x, y) first")
+
+    def _as_tensor(self, values: np.ndarray) -> Tensor:
+        """A float64 numpy array as a tensor on the model's device (float64: z-scoring clips it first)."""
+        return torch.as_tensor(np.ascontiguousarray(values), dtype=torch.float64, device=self.device)
+
+    def _start_fit(self, seed: int | None) -> None:
+        """Forget any earlier fit and draw fresh initial weights: from ``seed`` in a forked generator
+        (torch's global generator is left as it was), or from fresh entropy when ``seed`` is None."""
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
+        self.to("cpu")  # initialise on the CPU, so the weights are the same whatever the device
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for module in self.modules():
+                if module is not self and hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
+        self.fitted.fill_(False)
+
+    def _finish_fit(self) -> None:
+        self.fitted.fill_(True)
+        self.eval()

@@ -1,0 +1,206 @@
+"""Numeric kernels in log-space: Gaussians and their mixtures, log-sum-exp, the trapezoid, samplers.
+
+Every density in the repository multiplies and normalises through these, so that nothing underflows
+to 0/0 far from the data and no query that is finite gives NaN. Shapes broadcast numpy-style; a
+trailing axis of length K is the mixture's components.
+
+Example:
+    >>> import numpy as np
+    >>> bool(normal_logpdf(0.0, 0.0, 1.0) == -0.5 * np.log(2 * np.pi))
+    True
+    >>> log_w = log_gaussian_posterior(np.array([1e300]), np.log([0.5, 0.5]), np.array([0.0, 1.0]), 1.0)
+    >>> np.exp(log_w).round(6).tolist()  # far out, the nearer component takes all the weight, no NaN
+    [[0.0, 1.0]]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+__all__ = [
+    "log_gaussian_mixture",
+    "log_gaussian_posterior",
+    "log_histogram",
+    "log_trapezoid",
+    "logsumexp_last",
+    "normal_logpdf",
+    "sample_categorical",
+    "sample_from_grid",
+    "sample_gaussian_mixture",
+    "sample_histogram",
+]
+
+LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
+
+
+def normal_logpdf(value: ArrayLike, mean: ArrayLike, sd: ArrayLike) -> np.ndarray:
+    """log N(value; mean, sd^2), elementwise and broadcast (scipy.stats.norm.logpdf without its overhead).
+
+    Where (value - mean) / sd overflows the square, the result is -inf: the true value lies below
+    -1.8e308, so -inf is its nearest float64.
+    """
+    with np.errstate(over="ignore"):
+        z = (np.asarray(value) - mean) / sd
+        return -0.5 * z * z - np.log(sd) - LOG_SQRT_2PI
+
+
+def logsumexp_last(terms: np.ndarray) -> np.ndarray:
+    """log sum exp over the last axis, exact for rows of -inf (gives -inf, never NaN).
+
+    Leaner than ``scipy.special.logsumexp`` for the short component axes of mixtures on big grids.
+    """
+    peak = terms.max(axis=-1, keepdims=True)
+    peak = np.where(np.isfinite(peak), peak, 0.0)
+    with np.errstate(divide="ignore"):
+        return np.log(np.exp(terms - peak).sum(axis=-1)) + peak[..., 0]
+
+
+def log_trapezoid(log_values: np.ndarray, step: float | np.ndarray) -> np.ndarray:
+    """log of the trapezoidal rule over the last axis, for nodes ``step`` apart: log sum_i w_i f_i h.
+
+    ``log_values`` holds log f at the nodes; the end nodes get half weight. -inf where f is 0 throughout.
+    """
+    peak = log_values.max(axis=-1, keepdims=True)
+    peak = np.where(np.isfinite(peak), peak, 0.0)
+    f = np.exp(log_values - peak)
+    total = f.sum(axis=-1) - 0.5 * (f[..., 0] + f[..., -1])
+    with np.errstate(divide="ignore"):
+        return np.log(total) + peak[..., 0] + np.log(step)
+
+
+def log_gaussian_mixture(x: ArrayLike, log_a: np.ndarray, mean_x: np.ndarray, sd: float | np.ndarray) -> np.ndarray:
+    """log sum_c exp(log_a[..., c]) N(x; mean_x[..., c], sd[..., c]^2), in place and in float64.
+
+    Every mixture density in the repository has this form: the datasets' and the generative model's
+    joints, with ``log_a`` = log p(c) + log p(y | c) and ``mean_x``, ``sd`` the Gaussian each
+    component puts on x given y; and every Gaussian mixture over y given x (the MDN, the linear
+    set's exact conditional), with the roles of x and y exchanged. The parameters depend on one
+    variable alone (shape ``v.shape + (K,)``, or ``(K,)``), so on a grid they cost little, and the
+    work over the grid is a few in-place passes per component (log-sum-exp with a running maximum):
+    what makes large heat maps fast. ``x`` broadcasts against ``log_a[..., 0]``; a component with
+    ``log_a = -inf`` contributes exactly nothing.
+    """
+    x, log_a, mean_x = np.asarray(x, dtype=np.float64), np.asarray(log_a, np.float64), np.asarray(mean_x, np.float64)
+    sd = np.asarray(sd, dtype=np.float64)
+    sd = sd if sd.ndim else np.broadcast_to(sd, log_a.shape[-1:])
+    if np.isneginf(log_a).any():  # weight 0: nothing from this component, even where its mean is not finite
+        mean_x = np.where(np.isneginf(log_a), 0.0, mean_x)
+    scale, constant = -0.5 / sd**2, -np.log(sd) - LOG_SQRT_2PI
+    shape = np.broadcast_shapes(x.shape, log_a.shape[:-1], mean_x.shape[:-1], sd.shape[:-1])
+    terms, peak = [], None
+    with np.errstate(over="ignore"):  # a square that overflows is a density that underflows: -inf
+        for c in range(log_a.shape[-1]):
+            term = np.subtract(x, mean_x[..., c])
+            if not isinstance(term, np.ndarray) or term.shape != shape:  # a fresh array of the full shape
+                term = np.broadcast_to(term, shape).copy()
+            np.square(term, out=term)
+            term *= scale[..., c]
+            term += log_a[..., c] + constant[..., c]
+            terms.append(term)
+            peak = term.copy() if peak is None else np.maximum(peak, term, out=peak)
+    if len(terms) == 1:
+        return terms[0]
+    peak[~np.isfinite(peak)] = 0.0  # every term -inf: the sum stays exactly 0 and its log -inf
+    total = np.zeros_like(peak)
+    for term in terms:
+        term -= peak
+        total += np.exp(term, out=term)
+    with np.errstate(divide="ignore"):
+        np.log(total, out=total)
+    return np.add(total, peak, out=total)
+
+
+def _excess_squares(x: np.ndarray, mean: np.ndarray, sd: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """z_c^2 - z_r^2 for every component c against the ``reference`` r (indices, shape s + (1,)), where
+    z_c = (x - mean_c) / sd_c; +-inf where it lies beyond float64.
+
+    Components with the reference's sd use the factorisation (m_r - m_c)(2x - m_c - m_r) / sd^2, which
+    keeps the difference of the means even where x - m_c and x - m_r round to one float (|x| >> m);
+    the others use (z_c - z_r)(z_c + z_r), and where both z overflow, compare log z.
+    """
+    mean_r = np.take_along_axis(mean, reference, axis=-1)
+    sd_r = np.take_along_axis(sd, reference, axis=-1)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        z, z_r = np.abs(x - mean) / sd, np.abs(x - mean_r) / sd_r
+        general = (z - z_r) * (z + z_r)
+        both_overflow = np.isinf(z) & np.isinf(z_r)
+        if both_overflow.any():
+            log_gap = np.log(np.abs(x - mean)) - np.log(sd) - (np.log(np.abs(x - mean_r)) - np.log(sd_r))
+            general = np.where(both_overflow, np.sign(log_gap) * np.inf, general)
+        same_sd = (mean_r - mean) * ((x - mean) + (x - mean_r)) / sd**2
+        excess = np.where(sd == sd_r, same_sd, general)
+    return np.where(np.isnan(excess), 0.0, excess)  # 0 * inf: the same component, or an exact tie
+
+
+def log_gaussian_posterior(x: ArrayLike, log_prior: ArrayLike, mean: ArrayLike, sd: ArrayLike) -> np.ndarray:
+    """log p(c | x) = log softmax_c [log_prior_c + log N(x; mean_c, sd_c^2)] over the last axis.
+
+    Exact however far x lies from every component: the squares enter as differences
+    z_c^2 - z_r^2 against the component r nearest to x in standard deviations (found in two passes,
+    the second with the exact differences), so the normaliser never becomes -inf - (-inf), and where
+    x - m rounds to the same float for two components of equal sd, their difference of means still
+    decides. ``x`` has shape ``s``; the others ``s + (K,)`` or ``(K,)``. Returns shape ``s + (K,)``.
+    """
+    x = np.asarray(x, dtype=np.float64)[..., None]
+    log_prior = np.asarray(log_prior, dtype=np.float64)
+    shape = np.broadcast_shapes(x.shape, np.shape(log_prior), np.shape(mean), np.shape(sd))
+    mean, sd = (np.broadcast_to(np.asarray(v, dtype=np.float64), shape) for v in (mean, sd))
+    impossible = np.broadcast_to(np.isneginf(log_prior), shape)  # weight 0: never the reference
+    with np.errstate(over="ignore", invalid="ignore"):
+        z = np.where(impossible, np.inf, np.abs(x - mean) / sd)
+    reference = np.argmin(z, axis=-1)[..., None]
+    excess = _excess_squares(x, mean, sd, reference)
+    reference = np.argmin(np.where(impossible, np.inf, excess), axis=-1)[..., None]
+    excess = _excess_squares(x, mean, sd, reference)
+    logits = log_prior - np.log(sd) - 0.5 * np.maximum(excess, 0.0)  # >= 0 but for rounding
+    peak = logits.max(axis=-1, keepdims=True)
+    peak = np.where(np.isfinite(peak), peak, 0.0)
+    return logits - peak - logsumexp_last(logits - peak)[..., None]
+
+
+def log_histogram(y: np.ndarray, log_weights: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """log p(y) of a mixture of uniforms over adjacent bins: log w_b(y) - log width_b, -inf outside.
+
+    ``edges`` (B + 1,) increasing; ``log_weights`` (..., B) broadcasts against ``y``'s shape + (B,).
+    """
+    inside = (y >= edges[0]) & (y <= edges[-1])
+    bins = np.clip(np.searchsorted(edges, y, side="right") - 1, 0, len(edges) - 2)
+    shape = np.broadcast_shapes(y.shape, log_weights.shape[:-1])
+    log_weights = np.broadcast_to(log_weights, shape + log_weights.shape[-1:])
+    picked = np.take_along_axis(log_weights, np.broadcast_to(bins, shape)[..., None], axis=-1)[..., 0]
+    return np.where(inside, picked - np.log(np.diff(edges))[bins], -np.inf)
+
+
+def sample_categorical(log_weights: ArrayLike, n: int, rng: np.random.Generator) -> np.ndarray:
+    """For each row of ``log_weights`` (m, K), unnormalised, n indices drawn from its softmax: shape (n, m)."""
+    log_weights = np.asarray(log_weights, dtype=np.float64)
+    peak = log_weights.max(axis=-1, keepdims=True)
+    weights = np.exp(log_weights - peak)
+    cumulative = np.cumsum(weights / weights.sum(axis=-1, keepdims=True), axis=-1)  # (m, K)
+    u = rng.random((n, log_weights.shape[0]))
+    return (u[..., None] > cumulative[None, :, :-1]).sum(axis=-1)
+
+
+def sample_gaussian_mixture(
+    log_weights: np.ndarray, means: np.ndarray, sds: np.ndarray, n: int, rng: np.random.Generator
+) -> np.ndarray:
+    """n draws from each row's mixture sum_k w_k N(means_k, sds_k^2); inputs (m, K), output (n, m)."""
+    k = sample_categorical(log_weights, n, rng)  # (n, m)
+    columns = np.arange(len(log_weights))[None, :]
+    return means[columns, k] + sds[columns, k] * rng.standard_normal(k.shape)
+
+
+def sample_histogram(log_weights: np.ndarray, edges: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n draws per row of a mixture of uniforms over bins: a bin from the weights (m, B), then uniformly in it."""
+    bins = sample_categorical(log_weights, n, rng)  # (n, m)
+    return edges[bins] + rng.random(bins.shape) * np.diff(edges)[bins]
+
+
+def sample_from_grid(log_density: ArrayLike, nodes: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Inverse-CDF draws from a density known on increasing ``nodes``: the CDF is the cumulative
+    trapezoid of exp(log_density), normalised; ``u`` are uniform draws, one per output."""
+    log_density = np.asarray(log_density, dtype=np.float64)
+    p = np.exp(log_density - log_density.max())
+    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (p[1:] + p[:-1]) * np.diff(nodes))])
+    return np.interp(u * cdf[-1], cdf, nodes)

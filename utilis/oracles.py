@@ -1,0 +1,121 @@
+"""References computed from the truth, for every model to stand beside.
+
+They are what a model family could reach at best, so they split a model's gap into what its family
+cannot represent and what training failed to learn:
+
+- :class:`BestSingleGaussian`: N(y; E[y|x], Var[y|x]), the Gaussian closest to the truth in KL at
+  each x. No single-Gaussian model (MSE regression read as a density) can beat it.
+- :class:`BinnedTruth`: the truth's own mass in each bin of a histogram, spread uniformly over the
+  bin: the resolution floor of a softmax over those bins.
+
+Both speak the conditional-density protocol, so every metric and plot takes them as it takes a model.
+
+Example:
+    >>> from generate_dataset import linear_mixture
+    >>> data = linear_mixture(n_samples=200, seed=0)
+    >>> oracle = BestSingleGaussian.for_dataset(data)
+    >>> oracle.sample(data.x_test[:4], 3, seed=0).shape
+    (3, 4)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from utilis.density import check_grid, log_conditional_grid, moments_on_grid
+from utilis.mixtures import GaussianMixtureDensity, HistogramDensity
+from utilis.numerics import logsumexp_last
+from utilis.protocol import ConditionalDensity, check_count, require_density
+
+__all__ = ["BestSingleGaussian", "BinnedTruth"]
+
+_BLOCK_ELEMENTS = 2**20  # truth evaluations at once: 8 MiB per float64 temporary
+
+
+def _dataset_grid(data, n_grid: int) -> np.ndarray:
+    """A y grid over the dataset's range widened by half its width on each side: p(y | x) can put
+    a little mass beyond where p(y) has practically all of its own, and a variance feels it."""
+    lo, hi = data.y_range
+    return np.linspace(lo - 0.5 * (hi - lo), hi + 0.5 * (hi - lo), check_count(n_grid, "n_grid", minimum=2))
+
+
+class BestSingleGaussian(GaussianMixtureDensity):
+    """N(y; E[y|x], Var[y|x]) of the truth, its moments by the trapezoidal rule on ``y_grid``.
+
+    The grid must hold the truth's mass and resolve its narrowest peak, which it does wherever p(x)
+    has mass; the sd is floored at half the grid's step, where the grid can no longer tell a
+    narrower peak apart.
+    """
+
+    def __init__(self, truth: ConditionalDensity, y_grid: ArrayLike):
+        self.truth = require_density(truth, "truth")
+        self.y_grid = check_grid(y_grid, "y_grid")
+        if len(self.y_grid) < 2:
+            raise ValueError(f"y_grid needs at least 2 points, got {len(self.y_grid)}")
+
+    @classmethod
+    def for_dataset(cls, data, n_grid: int = 4000) -> BestSingleGaussian:
+        """The oracle of ``data.truth`` on ``n_grid`` points over the data's y range (widened by half)."""
+        return cls(data.truth, _dataset_grid(data, n_grid))
+
+    def _given_x(self, x):
+        rows = max(1, _BLOCK_ELEMENTS // len(self.y_grid))
+        moments = []
+        for start in range(0, len(x), rows):
+            log_p = log_conditional_grid(self.truth, x[start : start + rows], self.y_grid)
+            moments.append(moments_on_grid(log_p, self.y_grid))
+        mean, variance, empty = (np.concatenate(parts) for parts in zip(*moments))
+        sd = np.maximum(np.sqrt(variance), 0.5 * np.min(np.diff(self.y_grid)))
+        # Where the truth has no mass on the grid (x where p(x) underflows), the oracle has none either.
+        log_weight = np.where(empty, -np.inf, 0.0)
+        return log_weight[:, None], mean[:, None], sd[:, None]
+
+    def _sample(self, x, n, rng, log_weights, means, sds):
+        if np.isneginf(log_weights).any():
+            bad = x[np.isneginf(log_weights[:, 0])][0]
+            raise ValueError(f"the truth has no mass on the oracle's y_grid at x = {bad}: nothing to sample")
+        return super()._sample(x, n, rng, log_weights, means, sds)
+
+
+class BinnedTruth(HistogramDensity):
+    """The truth binned: p(y | x) = P(y in bin b | x) / width_b, P by Simpson's rule within each bin.
+
+    Each bin gets ``nodes_per_bin`` + 1 nodes (an even count of intervals), both edges included. The
+    bin masses are normalised over the bins, as a softmax over them is; mass the truth puts outside
+    the bins is lost to both.
+    """
+
+    def __init__(self, truth: ConditionalDensity, edges: ArrayLike, nodes_per_bin: int = 128):
+        self.truth = require_density(truth, "truth")
+        self.edges = check_grid(edges, "edges")
+        if len(self.edges) < 2:
+            raise ValueError(f"edges needs at least 2 values (one bin), got {len(self.edges)}")
+        self.nodes_per_bin = check_count(nodes_per_bin, "nodes_per_bin", minimum=2)
+        if self.nodes_per_bin % 2:
+            raise ValueError(f"nodes_per_bin must be even (Simpson's rule), got {nodes_per_bin}")
+
+    @classmethod
+    def like(cls, histogram: HistogramDensity, truth: ConditionalDensity, nodes_per_bin: int = 128) -> BinnedTruth:
+        """The truth on the same bins as ``histogram`` (a fitted :class:`~utilis.baselines.BinnedClassifier`)."""
+        return cls(truth, histogram.bin_edges, nodes_per_bin)
+
+    @property
+    def bin_edges(self) -> np.ndarray:
+        return self.edges
+
+    def _given_x(self, x):
+        steps = np.diff(self.edges) / self.nodes_per_bin  # (B,)
+        nodes = self.edges[:-1, None] + steps[:, None] * np.arange(self.nodes_per_bin + 1)  # (B, nodes)
+        simpson = np.ones(self.nodes_per_bin + 1)
+        simpson[1:-1:2], simpson[2:-1:2] = 4.0, 2.0
+        log_weights = np.log(simpson / 3) + np.log(steps)[:, None]  # (B, nodes)
+        rows = max(1, _BLOCK_ELEMENTS // nodes.size)
+        log_mass = np.empty((len(x), len(steps)))
+        for start in range(0, len(x), rows):
+            chunk = x[start : start + rows, None, None]
+            log_mass[start : start + rows] = logsumexp_last(self.truth.log_prob(nodes, chunk) + log_weights)
+        peak = log_mass.max(axis=1, keepdims=True)
+        if np.isneginf(peak).any():
+            raise ValueError(f"the truth has no mass in the bins at x = {x[np.isneginf(peak[:, 0])][0]}")
+        return (log_mass - peak - np.log(np.exp(log_mass - peak).sum(axis=1, keepdims=True)),)
