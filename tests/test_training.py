@@ -78,6 +78,17 @@ def test_early_stopping_restores_the_best_weights():
     assert not model.training
 
 
+def test_monitoring_the_training_loss_keeps_its_best_epoch():
+    # The same bouncing run as above, but the training loss decides: the kept epoch is its minimum.
+    x, y = line_data(60, seed=2)
+    torch.manual_seed(0)
+    history = train(
+        LinearGaussian(), x, y, epochs=60, lr=0.5, batch_size=8, patience=5, monitor="train", progress=False
+    )
+    assert history.best_epoch == int(np.argmin(history.train_loss))
+    assert len(history.train_loss) == history.best_epoch + 6 or len(history.train_loss) == 60
+
+
 def test_min_epochs_holds_off_early_stopping():
     x, y = line_data(60, seed=2)
     torch.manual_seed(0)
@@ -113,6 +124,8 @@ def test_nan_loss_raises():
         ({"val_fraction": 0.0}, "val_fraction"),
         ({"patience": 0}, "patience"),
         ({"clip_norm": 0.0}, "clip_norm"),
+        ({"monitor": "test"}, "monitor must be 'val' or 'train'"),
+        ({"seed": -1}, "seed must be >= 0"),
     ],
 )
 def test_bad_arguments_raise(kwargs, message):

@@ -93,6 +93,7 @@ def train(
     val_fraction: float = 0.1,
     patience: int = 20,
     min_epochs: int = 0,
+    monitor: str = "val",
     lr_patience: int | None = None,
     clip_norm: float | None = 10.0,
     seed: int | None = 0,
@@ -111,6 +112,10 @@ def train(
         batch_size, lr, weight_decay: minibatch size, Adam's step size and weight decay.
         val_fraction: share of the points held out to choose the epoch (0 < val_fraction < 1).
         patience: stop after this many epochs without a better validation loss.
+        monitor: the loss that decides the best epoch, early stopping and the step-size schedule:
+            "val" (the default) or "train", for a baseline that must be trained until its training
+            loss converges (MSE regression: on a few hundred points the validation split's noise
+            would otherwise keep the first epoch, before the fit has reached E[y | x]).
         min_epochs: never stop before this many epochs, so an early transient in the validation
             loss (a mixture sharpening its components, say) is not taken for the end of learning.
         lr_patience: if given, halve the step size after this many epochs without a better
@@ -139,6 +144,8 @@ def train(
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     if clip_norm is not None:
         clip_norm = check_positive(clip_norm, "clip_norm")
+    if monitor not in ("val", "train"):
+        raise ValueError(f"monitor must be 'val' or 'train', got {monitor!r}")
     if lr_patience is not None:
         lr_patience = check_count(lr_patience, "lr_patience")
     x_all, y_all = _as_tensor(x, "x"), _as_tensor(y, "y")
@@ -197,10 +204,11 @@ def train(
             raise FloatingPointError(f"the validation loss became {val} at epoch {epoch}")
         history.train_loss.append(total / len(x_train))
         history.val_loss.append(val)
+        decisive = val if monitor == "val" else history.train_loss[-1]
         if schedule is not None:
-            schedule.step(val)
-        if val < best:
-            best, history.best_epoch = val, epoch
+            schedule.step(decisive)
+        if decisive < best:
+            best, history.best_epoch = decisive, epoch
             best_state = copy.deepcopy(model.state_dict())
         bar.set_postfix(train=f"{history.train_loss[-1]:.4f}", val=f"{val:.4f}", best=f"{best:.4f}")
         if epoch - history.best_epoch >= patience and epoch + 1 >= min_epochs:
