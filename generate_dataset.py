@@ -209,6 +209,16 @@ def _n_test(n_samples: int, test_fraction: object) -> int:
     return n_test
 
 
+def _curve_mixture(cls, draws, n_components, n_samples, noise, test_fraction, seed):
+    """A curve mixture with K equally likely components: each parameter ``name: (low, high)`` in ``draws``
+    drawn from U(low, high), one per component, in order, then the points."""
+    k = check_count(n_components, "n_components")
+    n_samples, noise, rng = _checked_common(n_samples, noise, test_fraction, seed)
+    parameters = {name: rng.uniform(low, high, k) for name, (low, high) in draws.items()}
+    dataset = cls(**parameters, weights=np.full(k, 1.0 / k), noise=noise)
+    return dataset._with_points(n_samples, test_fraction, rng)
+
+
 def _checked_common(
     n_samples: object, noise: object, test_fraction: object, seed: int | np.random.Generator | None
 ) -> tuple[int, float, np.random.Generator]:
@@ -326,16 +336,8 @@ def linear_mixture(
         >>> data.x_train.shape, data.means.shape
         ((450,), (3,))
     """
-    k = check_count(n_components, "n_components")
-    n_samples, noise, rng = _checked_common(n_samples, noise, test_fraction, seed)
-    dataset = LinearMixture(
-        means=rng.uniform(-10, 10, k),
-        slopes=rng.uniform(-2, 2, k),
-        offsets=rng.uniform(-5, 5, k),
-        weights=np.full(k, 1.0 / k),
-        noise=noise,
-    )
-    return dataset._with_points(n_samples, test_fraction, rng)
+    draws = {"means": (-10, 10), "slopes": (-2, 2), "offsets": (-5, 5)}
+    return _curve_mixture(LinearMixture, draws, n_components, n_samples, noise, test_fraction, seed)
 
 
 # =================================================================================================
@@ -490,17 +492,8 @@ def inverted_sinusoid_mixture(
         >>> data.y_test.shape, data.amplitudes.shape
         ((50,), (2,))
     """
-    k = check_count(n_components, "n_components")
-    n_samples, noise, rng = _checked_common(n_samples, noise, test_fraction, seed)
-    dataset = InvertedSinusoidMixture(
-        means=rng.uniform(-5, 5, k),
-        amplitudes=rng.uniform(1, 5, k),
-        frequencies=rng.uniform(0.5, 2, k),
-        offsets=rng.uniform(-15, 15, k),
-        weights=np.full(k, 1.0 / k),
-        noise=noise,
-    )
-    return dataset._with_points(n_samples, test_fraction, rng)
+    draws = {"means": (-5, 5), "amplitudes": (1, 5), "frequencies": (0.5, 2), "offsets": (-15, 15)}
+    return _curve_mixture(InvertedSinusoidMixture, draws, n_components, n_samples, noise, test_fraction, seed)
 
 
 # =================================================================================================

@@ -45,7 +45,6 @@ def main() -> None:
             gaps, seconds, rows = [], [], []
             for seed in args.seeds:
                 data = DATASETS[name](n_samples=round(n / 0.9), seed=seed)
-                torch.manual_seed(seed)
                 model = GenerativeModel.for_dataset(data, n_networks=args.networks)
                 history = model.fit(data.x_train, data.y_train, data.c_train, progress=False, seed=seed)
                 x, y, _ = data.sample(20_000, seed=10_000 + seed)
@@ -56,7 +55,6 @@ def main() -> None:
             print(f"{name:<10} {n:>8} {np.mean(gaps):>9.4f} {np.mean(seconds):>8.1f}   {'  '.join(rows)}", flush=True)
     if not args.no_grid:
         data = linear_mixture(n_samples=2000, n_components=5, seed=0)
-        torch.manual_seed(0)
         model = GenerativeModel.for_dataset(data)
         model.fit(data.x_train, data.y_train, data.c_train, progress=False, epochs=5)
         x, y = np.linspace(*data.x_range, 4000), np.linspace(*data.y_range, 4000)
