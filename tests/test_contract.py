@@ -27,6 +27,7 @@ from utilis.gen_model_utilis import GenerativeModel
 from utilis.mdn_utilis import MDN
 from utilis.metrics import bayes_gap, best_of_k_error, score
 from utilis.oracles import BestSingleGaussian, BinnedTruth
+from utilis.plotting import plot_samples
 from utilis.protocol import NotFittedError
 
 BRIEF = {"epochs": 3, "progress": False}  # a briefly trained model: the contract is about consistency
@@ -251,6 +252,7 @@ def test_a_dataset_is_not_a_conditional_density():
         lambda: log_conditional_grid(data, np.linspace(-1, 1, 3), np.linspace(-1, 1, 3)),
         lambda: log_joint_grid(data, np.linspace(-1, 1, 3), np.linspace(-1, 1, 3)),
         lambda: score(data, data, n_points=100),
+        lambda: plot_samples(data, data),
     ):
         with pytest.raises(ValueError, match=r"pass its exact conditional, data\.truth"):
             call()

@@ -22,7 +22,7 @@ from utilis.density import (
     log_conditional_grid,
     log_joint_grid,
 )
-from utilis.protocol import ConditionalDensity, finite_array
+from utilis.protocol import ConditionalDensity, finite_array, require_density
 
 __all__ = [
     "plot_against_truth",
@@ -293,6 +293,7 @@ def plot_mixture_parameters(mixture, data, x_grid: ArrayLike, axes: Sequence[Axe
 
 def plot_samples(model: ConditionalDensity, data, n_x: int = 400, ax: Axes | None = None, seed: int = 0) -> Axes:
     """Points drawn from the model, one y per x at ``n_x`` x from the data, over the training points."""
+    model = require_density(model, "model")
     ax = ax if ax is not None else plt.subplots(figsize=(5, 4), layout="constrained")[1]
     rng = np.random.default_rng(seed)
     x = rng.choice(data.x_train, size=min(n_x, len(data.x_train)), replace=False)
