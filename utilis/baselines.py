@@ -137,7 +137,8 @@ class BinnedClassifier(_SingleNetwork, HistogramDensity):
         self._start_fit(seed)
         self.scaling.fit(x, y)
         span = y.max() - y.min() or 1.0
-        self.edges.copy_(torch.linspace(y.min() - self.margin * span, y.max() + self.margin * span, self.n_bins + 1))
+        lo, hi = y.min() - self.margin * span, y.max() + self.margin * span
+        self.edges.copy_(torch.linspace(lo, hi, self.n_bins + 1, dtype=torch.float64))
         bins = np.clip(np.searchsorted(self.bin_edges, y, side="right") - 1, 0, self.n_bins - 1)
 
         def cross_entropy(model: BinnedClassifier, xb: Tensor, bin_b: Tensor) -> Tensor:

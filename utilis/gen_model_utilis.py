@@ -319,6 +319,12 @@ class GenerativeModel(NetworkDensity):
         n_networks = check_count(n_networks, "n_networks")
         self.networks = nn.ModuleList(XNetwork(k, x_parents, hidden, depth, self.min_scale) for _ in range(n_networks))
         self._quadrature: np.ndarray | None = None
+        self.register_load_state_dict_post_hook(GenerativeModel._forget_quadrature)
+
+    @staticmethod
+    def _forget_quadrature(module: GenerativeModel, incompatible_keys) -> None:
+        """Loaded weights make a new p(x, y): the quadrature grid is set again from them when needed."""
+        module._quadrature = None
 
     @classmethod
     def for_dataset(cls, data, **kwargs) -> GenerativeModel:

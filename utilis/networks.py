@@ -21,7 +21,7 @@ import torch
 from numpy.typing import ArrayLike
 from torch import Tensor, nn
 
-from utilis.protocol import CheckedDensity, NotFittedError, finite_array
+from utilis.protocol import CheckedDensity, NotFittedError, check_count, finite_array
 
 __all__ = ["Z_LIMIT", "NetworkDensity", "Standardiser", "check_fit_data", "default_batch_size", "mlp"]
 
@@ -113,9 +113,11 @@ class NetworkDensity(CheckedDensity, nn.Module):
         (torch's global generator is left as it was), or from fresh entropy when ``seed`` is None."""
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
+        seed = check_count(seed, "seed", minimum=0)  # before anything is reset
         self.to("cpu")  # initialise on the CPU, so the weights are the same whatever the device
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            # the CPU generator alone: torch.manual_seed would reseed every CUDA device as well
+            torch.default_generator.manual_seed(seed)
             for module in self.modules():
                 if module is not self and hasattr(module, "reset_parameters"):
                     module.reset_parameters()

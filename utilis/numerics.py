@@ -176,6 +176,9 @@ def sample_categorical(log_weights: ArrayLike, n: int, rng: np.random.Generator)
     """For each row of ``log_weights`` (m, K), unnormalised, n indices drawn from its softmax: shape (n, m)."""
     log_weights = np.asarray(log_weights, dtype=np.float64)
     peak = log_weights.max(axis=-1, keepdims=True)
+    if not np.all(np.isfinite(peak)):
+        row = int(np.flatnonzero(~np.isfinite(peak[..., 0]))[0])
+        raise ValueError(f"cannot sample: every weight of row {row} is 0 (its density underflows there)")
     weights = np.exp(log_weights - peak)
     cumulative = np.cumsum(weights / weights.sum(axis=-1, keepdims=True), axis=-1)  # (m, K)
     u = rng.random((n, log_weights.shape[0]))
@@ -201,6 +204,8 @@ def sample_from_grid(log_density: ArrayLike, nodes: np.ndarray, u: np.ndarray) -
     """Inverse-CDF draws from a density known on increasing ``nodes``: the CDF is the cumulative
     trapezoid of exp(log_density), normalised; ``u`` are uniform draws, one per output."""
     log_density = np.asarray(log_density, dtype=np.float64)
+    if not np.isfinite(log_density.max()):
+        raise ValueError("cannot sample: the density is 0 (or underflows) at every node of the grid")
     p = np.exp(log_density - log_density.max())
     cdf = np.concatenate([[0.0], np.cumsum(0.5 * (p[1:] + p[:-1]) * np.diff(nodes))])
     return np.interp(u * cdf[-1], cdf, nodes)

@@ -74,7 +74,7 @@ class BestSingleGaussian(GaussianMixtureDensity):
     def _sample(self, x, n, rng, log_weights, means, sds):
         if np.isneginf(log_weights).any():
             bad = x[np.isneginf(log_weights[:, 0])][0]
-            raise ValueError(f"the truth has no mass on the oracle's y_grid at x = {bad}: nothing to sample")
+            raise ValueError(f"cannot sample: the truth has no mass on the oracle's y_grid at x = {bad}")
         return super()._sample(x, n, rng, log_weights, means, sds)
 
 
@@ -115,7 +115,10 @@ class BinnedTruth(HistogramDensity):
         for start in range(0, len(x), rows):
             chunk = x[start : start + rows, None, None]
             log_mass[start : start + rows] = logsumexp_last(self.truth.log_prob(nodes, chunk) + log_weights)
+        # Where the truth has no mass in the bins (x where p(x) underflows), the oracle has none either.
         peak = log_mass.max(axis=1, keepdims=True)
-        if np.isneginf(peak).any():
-            raise ValueError(f"the truth has no mass in the bins at x = {x[np.isneginf(peak[:, 0])][0]}")
-        return (log_mass - peak - np.log(np.exp(log_mass - peak).sum(axis=1, keepdims=True)),)
+        empty = np.isneginf(peak)
+        log_mass -= np.where(empty, 0.0, peak)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            normalised = log_mass - np.log(np.exp(log_mass).sum(axis=1, keepdims=True))
+        return (np.where(empty, -np.inf, normalised),)

@@ -22,7 +22,7 @@ from utilis.density import (
     log_conditional_grid,
     log_joint_grid,
 )
-from utilis.protocol import ConditionalDensity, finite_array, require_density
+from utilis.protocol import ConditionalDensity, JointDensity, finite_array, require_density
 
 __all__ = [
     "plot_against_truth",
@@ -140,11 +140,23 @@ def plot_model_vs_truth(
     model_label: str = "model",
     axes: Sequence[Axes] | None = None,
 ) -> np.ndarray:
-    """Two heat maps on one colour scale: the model's p(y|x) (or p(x, y)) beside the truth's."""
+    """Two heat maps on one colour scale: the model's p(y|x) (or p(x, y)) beside the truth's.
+
+    For ``kind="joint"`` a model without a p(x) of its own (not a
+    :class:`~utilis.protocol.JointDensity`: the MDN, the baselines) is drawn as q(y|x) p(x) with the
+    truth's p(x).
+    """
     if kind not in ("conditional", "joint"):
         raise ValueError(f"kind must be 'conditional' or 'joint', got {kind!r}")
-    grid = log_conditional_grid if kind == "conditional" else log_joint_grid
-    truth_values, model_values = grid(truth, x_grid, y_grid), grid(model, x_grid, y_grid)
+    if kind == "conditional":
+        truth_values, model_values = (
+            log_conditional_grid(truth, x_grid, y_grid),
+            log_conditional_grid(model, x_grid, y_grid),
+        )
+    else:
+        truth_values = log_joint_grid(truth, x_grid, y_grid)
+        p_x = None if isinstance(model, JointDensity) else truth.log_marginal_x
+        model_values = log_joint_grid(model, x_grid, y_grid, p_x)
     if axes is None:
         axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True, sharey=True, layout="constrained")[1]
     vmax = float(np.quantile(np.exp(truth_values), 0.995))

@@ -174,7 +174,8 @@ class CheckedDensity(ABC):
     The public :meth:`log_prob` and :meth:`sample` check their arguments (finite, broadcastable,
     ``n >= 1``, a valid seed), ask :meth:`_check_ready` (a model that was never fitted refuses),
     compute what depends on x alone once per distinct x (:meth:`_given_x`), and return float64
-    numpy arrays of the right shape, never NaN. A subclass implements:
+    numpy arrays of the right shape, never NaN (``sample`` raises ``ValueError`` where p(y|x)
+    underflows and there is nothing to draw from). A subclass implements:
 
     - ``_given_x(x)``, optional: for a 1-D array of distinct x, a tuple of arrays whose first axis
       runs over x (mixture weights, means, log p(x), ...); default ``()``;
@@ -200,8 +201,18 @@ class CheckedDensity(ABC):
         """``n`` draws of y from p(y | x) for each x (a scalar or 1-D array): shape ``(n, len(x))``."""
         x_array, n, rng = check_inputs(x), check_count(n, "n"), as_generator(seed)
         self._check_ready()
-        out = np.asarray(self._sample(x_array, n, rng, *self._given_at(x_array)), dtype=np.float64)
+        try:
+            out = np.asarray(self._sample(x_array, n, rng, *self._given_at(x_array)), dtype=np.float64)
+        except ValueError as error:  # a kernel with nothing to sample from: say where
+            if not str(error).startswith("cannot sample"):
+                raise
+            raise ValueError(f"{error}; x ranges over [{x_array.min()}, {x_array.max()}]") from error
         assert out.shape == (n, len(x_array)), f"_sample gave shape {out.shape}, not {(n, len(x_array))}"
+        if np.isnan(out).any():
+            raise FloatingPointError(f"{type(self).__name__}.sample gave NaN at x = {x_array[np.isnan(out).any(0)][0]}")
+        if np.isinf(out).any():
+            bad = x_array[np.isinf(out).any(0)][0]
+            raise ValueError(f"cannot sample: at x = {bad} the draws of y lie beyond the range of float64")
         return out
 
     def _given_at(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
