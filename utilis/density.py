@@ -56,27 +56,42 @@ def _check_points(x: ArrayLike, name: str) -> np.ndarray:
     return array
 
 
-def _blocks(function: Callable[[slice], np.ndarray], n_x: int, n_y: int, block_elements: int) -> np.ndarray:
-    """Evaluate ``function`` on column blocks of an (n_y, n_x) grid and put the blocks together."""
+def _blocks(
+    function: Callable[[slice], np.ndarray], n_x: int, n_y: int, block_elements: int, by: str = "columns"
+) -> np.ndarray:
+    """Evaluate ``function`` on blocks of an (n_y, n_x) grid, each worker writing its block in place.
+
+    ``by="columns"``: ``function(s)`` gives the columns ``s`` (what depends on x is then evaluated
+    once per x: a conditional); ``by="rows"``: the rows ``s`` (once per y: a joint). A block holds
+    about ``block_elements`` values, small enough that a mixture's per-component temporaries stay in
+    the cache; memory beyond the output is a block's temporaries per worker, whatever the grid's size.
+    """
     if block_elements < 1:
         raise ValueError(f"block_elements must be >= 1, got {block_elements}")
-    width = max(1, min(n_x, block_elements // n_y))
-    # At least two blocks per worker when the grid is big enough, so both cores get work.
-    workers = min(os.cpu_count() or 1, 4)
-    if n_x * n_y >= 2**18 and n_x // width < 2 * workers:
-        width = max(1, -(-n_x // (2 * workers)))
-    slices = [slice(start, start + width) for start in range(0, n_x, width)]
+    n_lines, line = (n_x, n_y) if by == "columns" else (n_y, n_x)
+    width = max(1, min(n_lines, block_elements // line))
+    slices = [slice(start, start + width) for start in range(0, n_lines, width)]
     out = np.empty((n_y, n_x))
-    if len(slices) == 1 or workers == 1:
+
+    def run(s: slice) -> None:
+        block = function(s)
+        if np.isnan(block).any():
+            row, column = np.argwhere(np.isnan(block))[0]
+            row, column = (row, column + s.start) if by == "columns" else (row + s.start, column)
+            raise ValueError(f"the density returned NaN at grid point (y index {row}, x index {column})")
+        if by == "columns":
+            out[:, s] = block
+        else:
+            out[s, :] = block
+
+    workers = min(os.cpu_count() or 1, 4, len(slices))
+    if workers == 1:
         for s in slices:
-            out[:, s] = function(s)
+            run(s)
     else:
         with ThreadPoolExecutor(workers) as pool:
-            for s, block in zip(slices, pool.map(function, slices)):
-                out[:, s] = block
-    if np.isnan(out).any():
-        row, column = np.argwhere(np.isnan(out))[0]
-        raise ValueError(f"the density returned NaN at grid point (y index {row}, x index {column})")
+            for _ in pool.map(run, slices):  # re-raises a worker's error
+                pass
     return out
 
 
@@ -128,7 +143,7 @@ def log_joint_grid(
             raise ValueError(
                 "log_marginal_x must be given: the density has no p(x) of its own (no log_joint and log_marginal_x)"
             )
-        return _blocks(lambda s: density.log_joint(x[None, s], y[:, None]), len(x), len(y), block_elements)
+        return _blocks(lambda s: density.log_joint(x[None, :], y[s, None]), len(x), len(y), block_elements, "rows")
     log_px = finite_array(log_marginal_x(x) if callable(log_marginal_x) else log_marginal_x, "log_marginal_x")
     if log_px.shape != x.shape:
         raise ValueError(f"log_marginal_x must have one value per x_grid point, shape {x.shape}, got {log_px.shape}")
