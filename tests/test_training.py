@@ -32,7 +32,17 @@ def test_reaches_the_known_optimum():
     torch.manual_seed(0)
     model = LinearGaussian()
     history = train(
-        model, x, y, epochs=600, lr=0.02, batch_size=len(x), val_fraction=0.5, patience=600, progress=False, seed=0
+        model,
+        x,
+        y,
+        epochs=600,
+        lr=0.02,
+        batch_size=len(x),
+        val_fraction=0.5,
+        patience=600,
+        progress=False,
+        seed=0,
+        schedule="constant",
     )
     # The maximum-likelihood answer on the training split: least squares and the residual spread.
     keep = np.setdiff1d(np.arange(len(x)), history.val_index)
@@ -125,6 +135,10 @@ def test_nan_loss_raises():
         ({"patience": 0}, "patience"),
         ({"clip_norm": 0.0}, "clip_norm"),
         ({"monitor": "test"}, "monitor must be 'val' or 'train'"),
+        ({"schedule": "step"}, "schedule must be"),
+        ({"schedule": "plateau"}, "needs lr_patience"),
+        ({"warmup": 1.0}, "warmup must be"),
+        ({"cpu_threads": 0}, "cpu_threads must be >= 1"),
         ({"seed": -1}, "seed must be >= 0"),
     ],
 )
@@ -146,3 +160,25 @@ def test_bad_data_raise():
 def test_device_choice():
     assert pick_device("cpu") == torch.device("cpu")
     assert pick_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_cosine_schedule_warms_up_then_decays():
+    from utilis.training import _cosine
+
+    optimiser = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    schedule = _cosine(optimiser, total_steps=100, warmup=0.1)
+    rates = []
+    for _ in range(100):
+        rates.append(optimiser.param_groups[0]["lr"])
+        optimiser.step()
+        schedule.step()
+    assert rates[0] == pytest.approx(0.1) and rates[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(rates[9:], rates[10:]))  # then never up again
+    assert rates[-1] == pytest.approx(0.01, abs=1e-3)
+
+
+def test_training_threads_are_restored():
+    x, y = line_data(100)
+    before = torch.get_num_threads()
+    train(LinearGaussian(), x, y, epochs=2, cpu_threads=1, progress=False)
+    assert torch.get_num_threads() == before
