@@ -85,8 +85,13 @@ def check_fit_data(x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
 
 
 def default_batch_size(n: int) -> int:
-    """About 20 steps per epoch at any n, between 32 and 512 points a batch."""
-    return int(np.clip(n // 20, 32, 512))
+    """A tenth of the points a batch (about ten steps an epoch), between 32 and 512.
+
+    Measured with the cosine schedule (benchmarks/bench_mdn.py, bench_generative.py): at 900 points
+    batches of 90 train the MDN and the generative model as well as batches of 45, in half the
+    time; at 20,000 points 512 is the size that reaches the old gaps within the epoch budget.
+    """
+    return int(np.clip(n // 10, 32, 512))
 
 
 class NetworkDensity(CheckedDensity, nn.Module):
