@@ -97,7 +97,7 @@ class MDN(NetworkDensity, GaussianMixtureDensity):
         self._spread_components(y)
         # A budget of 100 epochs on the shared cosine schedule: measured (benchmarks/bench_mdn.py) as
         # good as 400 epochs of a step size halved on plateaus, in half the time.
-        settings = {"lr": 5e-3, "batch_size": default_batch_size(len(x)), "epochs": 100, "patience": 30}
+        settings = {"lr": 1e-2, "batch_size": default_batch_size(len(x)), "epochs": 100, "patience": 30}
         settings["description"] = f"MDN, K={self.n_components}"
         history = train(self, x, y, seed=seed, **{**settings, **train_kwargs})
         self._finish_fit()
