@@ -110,3 +110,13 @@ def test_histogram_density_and_sampler():
     draws = sample_histogram(log_w, edges, 20_000, np.random.default_rng(2))[:, 0]
     cdf = lambda v: np.interp(v, edges, np.concatenate([[0.0], np.cumsum([0.2, 0.3, 0.5])]))
     assert stats.kstest(draws, cdf).pvalue > 1e-3
+
+
+def test_nan_stays_nan():
+    """A NaN that reaches a kernel (a network gone wrong) comes out as NaN, for the checks to catch."""
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(log_gaussian_mixture(0.0, np.zeros(2), np.array([0.0, np.nan]), 1.0))
+        assert np.isnan(log_trapezoid(np.array([0.0, np.nan, 0.0]), 0.1))
+        from utilis.numerics import logsumexp_last
+
+        assert np.isnan(logsumexp_last(np.array([0.0, np.nan])))

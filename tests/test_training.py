@@ -137,6 +137,7 @@ def test_nan_loss_raises():
         ({"monitor": "test"}, "monitor must be 'val' or 'train'"),
         ({"schedule": "step"}, "schedule must be"),
         ({"schedule": "plateau"}, "needs lr_patience"),
+        ({"lr_patience": 5}, "lr_patience=5 is for schedule='plateau'"),
         ({"warmup": 1.0}, "warmup must be"),
         ({"cpu_threads": 0}, "cpu_threads must be >= 1"),
         ({"seed": -1}, "seed must be >= 0"),
@@ -182,3 +183,9 @@ def test_training_threads_are_restored():
     before = torch.get_num_threads()
     train(LinearGaussian(), x, y, epochs=2, cpu_threads=1, progress=False)
     assert torch.get_num_threads() == before
+
+
+def test_a_loss_of_shape_one_is_a_scalar():
+    x, y = line_data(100)
+    history = train(LinearGaussian(), x, y, epochs=2, progress=False, loss=lambda m, xb, yb: nll_loss(m, xb, yb)[None])
+    assert len(history.train_loss) == 2 and np.isfinite(history.train_loss).all()

@@ -68,6 +68,7 @@ def _blocks(
     """
     if block_elements < 1:
         raise ValueError(f"block_elements must be >= 1, got {block_elements}")
+    assert by in ("columns", "rows"), by
     n_lines, line = (n_x, n_y) if by == "columns" else (n_y, n_x)
     width = max(1, min(n_lines, block_elements // line))
     slices = [slice(start, start + width) for start in range(0, n_lines, width)]

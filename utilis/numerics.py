@@ -62,7 +62,7 @@ def logsumexp_last(terms: np.ndarray) -> np.ndarray:
     Leaner than ``scipy.special.logsumexp`` for the short component axes of mixtures on big grids.
     """
     peak = terms.max(axis=-1, keepdims=True)
-    empty = ~np.isfinite(peak[..., 0])  # every term -inf: the sum is 0 and its log -inf
+    empty = np.isneginf(peak[..., 0])  # every term -inf: the sum is 0 and its log -inf (NaN stays NaN)
     peak = np.where(empty[..., None], 0.0, peak)
     total = _exp_below_peak(terms - peak).sum(axis=-1)
     with np.errstate(divide="ignore"):
@@ -75,7 +75,7 @@ def log_trapezoid(log_values: np.ndarray, step: float | np.ndarray) -> np.ndarra
     ``log_values`` holds log f at the nodes; the end nodes get half weight. -inf where f is 0 throughout.
     """
     peak = log_values.max(axis=-1, keepdims=True)
-    empty = ~np.isfinite(peak[..., 0])  # f is 0 throughout: the integral is 0 and its log -inf
+    empty = np.isneginf(peak[..., 0])  # f is 0 throughout: the integral is 0 and its log -inf
     peak = np.where(empty[..., None], 0.0, peak)
     f = _exp_below_peak(log_values - peak)
     total = f.sum(axis=-1) - 0.5 * (f[..., 0] + f[..., -1])
@@ -115,7 +115,7 @@ def log_gaussian_mixture(x: ArrayLike, log_a: np.ndarray, mean_x: np.ndarray, sd
             peak = term.copy() if peak is None else np.maximum(peak, term, out=peak)
     if len(terms) == 1:
         return terms[0]
-    empty = ~np.isfinite(peak)  # every term -inf: the sum is exactly 0 and its log -inf
+    empty = np.isneginf(peak)  # every term -inf: the sum is exactly 0 and its log -inf (NaN stays NaN)
     peak[empty] = 0.0
     total = np.zeros_like(peak)
     for term in terms:

@@ -81,11 +81,11 @@ def _as_tensor(values: ArrayLike | Tensor, name: str) -> Tensor:
 
 
 def _adam(model: nn.Module, lr: float, weight_decay: float, device: torch.device) -> torch.optim.Adam:
-    """Adam, fused into one kernel per step where torch offers it (CPU and CUDA, one dtype): a third
-    of a small network's step time is the optimiser's per-tensor Python."""
+    """Adam, fused into one kernel per step where torch offers it (CPU and CUDA): a third of a small
+    network's step time was the optimiser's per-tensor Python."""
     parameters = [p for p in model.parameters() if p.requires_grad]
-    fused = device.type in ("cpu", "cuda") and len({p.dtype for p in parameters}) == 1
-    return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay, fused=fused or None)
+    fused = device.type in ("cpu", "cuda") or None
+    return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay, fused=fused)
 
 
 def _cosine(optimiser: torch.optim.Optimizer, total_steps: int, warmup: float) -> torch.optim.lr_scheduler.LambdaLR:
@@ -203,6 +203,8 @@ def train(
         raise ValueError(f"warmup must be a number in [0, 1), got {warmup!r}")
     if schedule == "plateau" and lr_patience is None:
         raise ValueError("schedule='plateau' needs lr_patience, the epochs without improvement before halving")
+    if schedule != "plateau" and lr_patience is not None:
+        raise ValueError(f"lr_patience={lr_patience} is for schedule='plateau'; the schedule is {schedule!r}")
     if lr_patience is not None:
         lr_patience = check_count(lr_patience, "lr_patience")
     x_all, y_all = _as_tensor(x, "x"), _as_tensor(y, "y")
@@ -261,7 +263,7 @@ def train(
                 optimiser.step()
                 if per_step is not None:
                     per_step.step()
-                total += value.detach() * len(batch)
+                total += value.detach().reshape(()) * len(batch)  # a scalar, also from a loss of shape (1,)
             train_loss = total.item() / len(x_train)
             model.eval()
             with torch.no_grad():
