@@ -36,4 +36,10 @@ def test_notebook_is_committed_executed(path):
     assert [c["execution_count"] for c in cells] == list(range(1, len(cells) + 1)), "run it top to bottom"
     outputs = [o for c in cells for o in c["outputs"]]
     assert not [o for o in outputs if o["output_type"] == "error"]
+    # A static viewer (GitHub, nbviewer) shows a widget as its placeholder text ("0%| 0/400") and a
+    # redrawn text bar as every redraw: the final state of a training must be saved as plain text.
+    widgets = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert not widgets, f"{len(widgets)} widget outputs: commit text progress instead"
+    redrawn = [o for o in outputs if o["output_type"] == "stream" and "\r" in "".join(o["text"])]
+    assert not redrawn, "a progress bar's redraws ('\\r') are saved in the outputs"
     assert any("image/png" in o.get("data", {}) for o in outputs), "no figure in the outputs"

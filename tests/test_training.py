@@ -189,3 +189,11 @@ def test_a_loss_of_shape_one_is_a_scalar():
     x, y = line_data(100)
     history = train(LinearGaussian(), x, y, epochs=2, progress=False, loss=lambda m, xb, yb: nll_loss(m, xb, yb)[None])
     assert len(history.train_loss) == 2 and np.isfinite(history.train_loss).all()
+
+
+def test_progress_off_a_terminal_is_one_closing_line(capsys):
+    x, y = line_data(100)
+    train(LinearGaussian(), x, y, epochs=3, description="a line", progress=True)
+    out, err = capsys.readouterr()
+    assert out.count("\n") == 1 and out.startswith("a line: 3 epochs in ") and "kept epoch" in out
+    assert "\r" not in out + err and "it/s" not in err  # no bar redrawn into a saved notebook

@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 __all__ = [
+    "CannotSample",
     "log_gaussian_mixture",
     "log_gaussian_posterior",
     "log_histogram",
@@ -37,6 +38,10 @@ NEGLIGIBLE = -60.0
 exp(-60) < 1e-26 is below the last bit of a sum that holds a 1, so the sum is unchanged to the bit,
 and exp never meets the very negative arguments (and subnormal results) that make it ten to forty
 times slower."""
+
+
+class CannotSample(ValueError):
+    """There is nothing to draw from: every weight is 0, or the density underflows everywhere."""
 
 
 def _exp_below_peak(shifted: np.ndarray) -> np.ndarray:
@@ -194,7 +199,7 @@ def sample_categorical(log_weights: ArrayLike, n: int, rng: np.random.Generator)
     peak = log_weights.max(axis=-1, keepdims=True)
     if not np.all(np.isfinite(peak)):
         row = int(np.flatnonzero(~np.isfinite(peak[..., 0]))[0])
-        raise ValueError(f"cannot sample: every weight of row {row} is 0 (its density underflows there)")
+        raise CannotSample(f"cannot sample: every weight of row {row} is 0 (its density underflows there)")
     weights = np.exp(log_weights - peak)
     cumulative = np.cumsum(weights / weights.sum(axis=-1, keepdims=True), axis=-1)  # (m, K)
     u = rng.random((n, log_weights.shape[0]))
@@ -221,7 +226,7 @@ def sample_from_grid(log_density: ArrayLike, nodes: np.ndarray, u: np.ndarray) -
     trapezoid of exp(log_density), normalised; ``u`` are uniform draws, one per output."""
     log_density = np.asarray(log_density, dtype=np.float64)
     if not np.isfinite(log_density.max()):
-        raise ValueError("cannot sample: the density is 0 (or underflows) at every node of the grid")
+        raise CannotSample("cannot sample: the density is 0 (or underflows) at every node of the grid")
     p = np.exp(log_density - log_density.max())
     cdf = np.concatenate([[0.0], np.cumsum(0.5 * (p[1:] + p[:-1]) * np.diff(nodes))])
     return np.interp(u * cdf[-1], cdf, nodes)

@@ -25,7 +25,7 @@ from numpy.typing import ArrayLike
 
 from utilis.density import check_grid, log_conditional_grid, moments_on_grid
 from utilis.mixtures import GaussianMixtureDensity, HistogramDensity
-from utilis.numerics import logsumexp_last
+from utilis.numerics import CannotSample, logsumexp_last
 from utilis.protocol import ConditionalDensity, check_count, require_density
 
 __all__ = ["BestSingleGaussian", "BinnedTruth"]
@@ -74,7 +74,7 @@ class BestSingleGaussian(GaussianMixtureDensity):
     def _sample(self, x, n, rng, log_weights, means, sds):
         if np.isneginf(log_weights).any():
             bad = x[np.isneginf(log_weights[:, 0])][0]
-            raise ValueError(f"cannot sample: the truth has no mass on the oracle's y_grid at x = {bad}")
+            raise CannotSample(f"cannot sample: the truth has no mass on the oracle's y_grid at x = {bad}")
         return super()._sample(x, n, rng, log_weights, means, sds)
 
 

@@ -39,6 +39,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import ArrayLike
 
+from utilis.numerics import CannotSample
+
 __all__ = [
     "CheckedDensity",
     "ConditionalDensity",
@@ -174,7 +176,7 @@ class CheckedDensity(ABC):
     The public :meth:`log_prob` and :meth:`sample` check their arguments (finite, broadcastable,
     ``n >= 1``, a valid seed), ask :meth:`_check_ready` (a model that was never fitted refuses),
     compute what depends on x alone once per distinct x (:meth:`_given_x`), and return float64
-    numpy arrays of the right shape, never NaN (``sample`` raises ``ValueError`` where p(y|x)
+    numpy arrays of the right shape, never NaN (``sample`` raises ``CannotSample``, a ``ValueError``, where p(y|x)
     underflows and there is nothing to draw from). A subclass implements:
 
     - ``_given_x(x)``, optional: for a 1-D array of distinct x, a tuple of arrays whose first axis
@@ -203,16 +205,14 @@ class CheckedDensity(ABC):
         self._check_ready()
         try:
             out = np.asarray(self._sample(x_array, n, rng, *self._given_at(x_array)), dtype=np.float64)
-        except ValueError as error:  # a kernel with nothing to sample from: say where
-            if not str(error).startswith("cannot sample"):
-                raise
-            raise ValueError(f"{error}; x ranges over [{x_array.min()}, {x_array.max()}]") from error
+        except CannotSample as error:  # a kernel with nothing to sample from: say where
+            raise CannotSample(f"{error}; x ranges over [{x_array.min()}, {x_array.max()}]") from error
         assert out.shape == (n, len(x_array)), f"_sample gave shape {out.shape}, not {(n, len(x_array))}"
         if np.isnan(out).any():
             raise FloatingPointError(f"{type(self).__name__}.sample gave NaN at x = {x_array[np.isnan(out).any(0)][0]}")
         if np.isinf(out).any():
             bad = x_array[np.isinf(out).any(0)][0]
-            raise ValueError(f"cannot sample: at x = {bad} the draws of y lie beyond the range of float64")
+            raise CannotSample(f"cannot sample: at x = {bad} the draws of y lie beyond the range of float64")
         return out
 
     def _given_at(self, x: np.ndarray) -> tuple[np.ndarray, ...]:

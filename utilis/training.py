@@ -1,8 +1,9 @@
 """The one training loop every model in the repository uses.
 
 Adam on minibatches, a validation split, early stopping that restores the best weights, gradient
-clipping, a tqdm progress bar (works in notebooks, off with ``progress=False``), a seed that makes a
-run repeat exactly on the CPU, and a device choice (CUDA where present, else the CPU).
+clipping, progress (a tqdm bar in a terminal, one closing line in a notebook; off with
+``progress=False``), a seed that makes a run repeat exactly on the CPU, and a device choice (CUDA
+where present, else the CPU).
 
 The default loss is the negative log-likelihood of a model whose ``forward(x)`` returns a
 ``torch.distributions.Distribution`` over y: ``-model(x).log_prob(y).mean()``.
@@ -26,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -35,7 +37,7 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 from torch import Tensor, nn
-from tqdm.auto import tqdm
+from tqdm.std import tqdm
 
 from utilis.protocol import check_count, check_positive
 
@@ -174,7 +176,9 @@ def train(
             so on the CPU the same seed and the same initial weights give the same run. The models'
             ``fit`` also draws their initial weights from it (:class:`utilis.networks.NetworkDensity`).
         device: "cpu", "cuda", ...; None picks CUDA where present.
-        progress: show a tqdm progress bar.
+        progress: report progress: a tqdm bar where stderr is a terminal; elsewhere (a notebook, a
+            log) one line with the final state at the end, which a saved notebook shows as it is
+            (a live bar would be saved as a widget, or as its every redraw).
 
     Returns:
         The :class:`History` of losses per epoch.
@@ -239,12 +243,13 @@ def train(
         history = History(val_index=val_index.numpy())
         best_state, best = _copy_state(model), math.inf
         start = time.perf_counter()
-        bar = tqdm(range(epochs), desc=description, disable=not progress, leave=True)
+        # On the CPU a check costs nothing; on a GPU it would wait for the device at every batch,
+        # so there the epoch's summed loss is checked instead (a non-finite batch makes it non-finite).
+        check_each_batch = device.type == "cpu"
+        live = progress and sys.stderr.isatty()
+        bar = tqdm(range(epochs), desc=description, disable=not live, leave=True)
         for epoch in bar:
             model.train()
-            # On the CPU a check costs nothing; on a GPU it would wait for the device at every batch,
-            # so there the epoch's summed loss is checked instead (a non-finite batch makes it non-finite).
-            check_each_batch = device.type == "cpu"
             order = torch.randperm(len(x_train), generator=generator).to(device)
             total = torch.zeros((), device=device)  # summed on the device: no host sync per batch
             for batch in order.split(batch_size):
@@ -285,7 +290,7 @@ def train(
             if decisive < best:
                 best, history.best_epoch = decisive, epoch
                 best_state = _copy_state(model)
-            bar.set_postfix(train=f"{history.train_loss[-1]:.4f}", val=f"{val:.4f}", best=f"{best:.4f}")
+            bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val:.4f}", best=f"{best:.4f}", refresh=False)
             if epoch - history.best_epoch >= patience and epoch + 1 >= min_epochs:
                 history.stopped_early = True
                 break
@@ -293,4 +298,10 @@ def train(
         model.load_state_dict(best_state)
         model.eval()
         history.seconds = time.perf_counter() - start
+    if progress and not live:
+        stop = ", stopped early" if history.stopped_early else ""
+        print(
+            f"{description}: {len(history.val_loss)} epochs in {history.seconds:.1f} s{stop}; kept epoch "
+            f"{history.best_epoch} ({monitor} loss {best:.4f})"
+        )
     return history
