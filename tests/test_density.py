@@ -158,3 +158,35 @@ def test_conditional_moments_against_the_closed_form(gaussian, bimodal):
     camera = DATASETS["camera"](n_samples=100, seed=0)  # exactly 0 beyond [-T, T]
     with pytest.raises(ValueError, match=r"no mass on y_grid at x = 0\.0"):
         conditional_moments(camera.truth, [0.0], np.linspace(200, 300, 11))
+
+
+@pytest.mark.parametrize("name", list(DATASETS))
+def test_multimodal_inputs_are_where_the_answer_is_a_set(name):
+    from utilis.density import multimodal_inputs
+
+    data = DATASETS[name](n_samples=300, seed=0)
+    x_star = multimodal_inputs(data.truth, data.x_range, n=3)
+    assert len(x_star) == 3 and np.all(np.diff(x_star) >= 0.1 * (data.x_range[1] - data.x_range[0]) - 0.01)
+    y = np.linspace(*data.y_range, 4000)
+    modes = count_modes(data.truth, x_star, y)
+    assert np.all(modes >= 2), modes
+    log_px = data.log_marginal_x(x_star)
+    assert np.all(log_px >= data.log_marginal_x(np.linspace(*data.x_range, 400)).max() - np.log(10.0) - 0.05)
+    with pytest.raises(ValueError, match="p\\(x\\)"):
+        multimodal_inputs(ConditionalOnly(data), data.x_range)
+    with pytest.raises(ValueError, match="n must be"):
+        multimodal_inputs(data.truth, data.x_range, n=0)
+
+
+def test_multimodality_summary_against_the_linear_closed_form():
+    """Where two of the linear set's lines overlap in x, p(y|x) has two modes: count them by hand."""
+    from utilis.density import multimodality_summary
+
+    data = DATASETS["linear"](n_samples=300, seed=0)
+    summary = multimodality_summary(data, n_x=200, seed=1)
+    x = np.unique(data.sample(200, seed=1)[0])
+    y = np.linspace(*data.y_range, 3000)
+    by_hand = np.mean(count_modes(data.truth, x, y) >= 2)
+    assert summary["share with several modes"] == pytest.approx(by_hand)
+    assert summary["most modes"] <= data.n_components
+    assert summary["E[y|x] to nearest mode (median)"] > 0

@@ -197,3 +197,20 @@ def test_an_ensemble_is_the_mixture_of_its_networks():
     assert mean.shape == sd.shape == (1, 2) and np.all(sd > 0)
     with pytest.raises(ValueError, match="n_networks=1"):
         ensemble.fit(data.x_train, data.y_train, progress=False)
+
+
+def test_component_posterior_is_bayes_rule_over_the_factors():
+    """p(c | x, y) of the hand-made model against scipy: p(c) N(y; mu_c, sd_c) N(x; s_c y + o_c, noise)."""
+    model = hand_made_model()
+    x, y = np.array([-1.0, 0.3, 2.5, 4.0]), np.array([-2.0, 0.0, 1.0, 3.0])
+    joint = (
+        WEIGHTS
+        * stats.norm.pdf(y[:, None], MEANS, SDS)
+        * stats.norm.pdf(x[:, None], SLOPES * y[:, None] + OFFSETS, NOISE)
+    )
+    expected = joint / joint.sum(axis=1, keepdims=True)
+    posterior = model.component_posterior(x, y)
+    np.testing.assert_allclose(posterior, expected, rtol=1e-6, atol=1e-12)
+    assert posterior.shape == (4, 2) and np.all(np.isfinite(posterior))
+    with pytest.raises(ValueError, match="same number of points"):
+        model.component_posterior(x, y[:2])

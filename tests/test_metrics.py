@@ -119,5 +119,7 @@ def test_score_of_truth_and_table():
     scores = score(data.truth, data, n_points=2000, n_x=20)
     assert scores["gap"] == 0.0 and scores["KL"] == 0.0
     assert scores["mode recall"] == 1.0 and scores["mode precision"] == 1.0
+    x, y, _ = data.sample(2000, seed=0)  # the points score draws: the floor is the truth's NLL on them
+    assert scores["Bayes floor"] == pytest.approx(-data.truth.log_prob(y, x).mean(), rel=1e-12)
     table = score_table({"truth": scores, "truth again": scores})
     assert table.count("\n") == 2 and "truth again" in table and "0.0000 ± 0.0000" in table

@@ -67,3 +67,24 @@ def test_bad_arguments_raise(data):
     assert far.log_prob(0.0, 1e300) == -np.inf
     with pytest.raises(ValueError, match="no mass on the oracle's y_grid"):
         far.sample(1e300, 3)
+
+
+def test_oracles_for_a_dataset_and_its_baselines(data):
+    from utilis.baselines import BinnedClassifier, fit_baselines
+    from utilis.oracles import oracles_for
+
+    baselines = fit_baselines(data, seed=0, epochs=2, progress=False)
+    assert list(baselines) == ["MSE regression", "bins (histogram)"]
+    assert isinstance(baselines["MSE regression"], GaussianRegression)
+    bins = baselines["bins (histogram)"]
+    assert isinstance(bins, BinnedClassifier) and len(bins.bin_edges) == 51
+    oracles = oracles_for(data, bins.bin_edges)
+    gaussian, binned = oracles.values()
+    x = data.x_test[:5]
+    np.testing.assert_array_equal(binned.bin_edges, bins.bin_edges)
+    np.testing.assert_allclose(
+        binned.log_prob(data.y_test[:5], x), BinnedTruth.like(bins, data.truth).log_prob(data.y_test[:5], x)
+    )
+    np.testing.assert_allclose(
+        gaussian.log_prob(data.y_test[:5], x), BestSingleGaussian.for_dataset(data).log_prob(data.y_test[:5], x)
+    )

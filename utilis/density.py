@@ -31,6 +31,8 @@ __all__ = [
     "log_conditional_grid",
     "log_joint_grid",
     "moments_on_grid",
+    "multimodal_inputs",
+    "multimodality_summary",
 ]
 
 DEFAULT_BLOCK_ELEMENTS = 2**16  # grid points a block: 512 KiB a float64 temporary, a mixture's few stay in cache
@@ -225,3 +227,61 @@ def count_modes(
     y = check_grid(y_grid, "y_grid")
     log_p = log_conditional_grid(density, x_grid, y)
     return np.array([len(find_modes(log_p[:, column], y, min_mass)) for column in range(log_p.shape[1])])
+
+
+def multimodal_inputs(truth, x_range: tuple[float, float], n: int = 3, n_x: int = 400, n_y: int = 3000) -> np.ndarray:
+    """``n`` inputs x* that show a one-to-many problem at its hardest: where p(y|x) has the most modes.
+
+    ``truth`` must also know p(x) (a :class:`~utilis.protocol.JointDensity`, as every dataset's
+    ``truth`` does). Candidates are the x of an ``n_x`` grid over ``x_range`` where p(x) is at least a
+    tenth of its peak (so the data is there); they are ranked by their number of modes (peaks holding
+    5% of the mass), then by p(x), and taken greedily at least a tenth of the range apart. Returns
+    the x* increasing, rounded to 3 significant digits so they read well in titles.
+    """
+    if not isinstance(truth, JointDensity):
+        raise ValueError(f"truth must also give p(x) (log_marginal_x), got {type(truth).__name__}")
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    lo, hi = (float(v) for v in x_range)
+    if not lo < hi:
+        raise ValueError(f"x_range must be increasing, got {x_range}")
+    x = np.linspace(lo, hi, n_x)
+    log_px = np.asarray(truth.log_marginal_x(x))
+    candidates = np.flatnonzero(log_px >= log_px.max() - np.log(10.0))
+    modes = count_modes(truth, x[candidates], np.linspace(*_mass_range(truth, x[candidates], lo, hi), n_y))
+    order = candidates[np.lexsort((-log_px[candidates], -modes))]
+    chosen: list[float] = []
+    for index in order:
+        if all(abs(x[index] - other) >= 0.1 * (hi - lo) for other in chosen):
+            chosen.append(float(x[index]))
+        if len(chosen) == n:
+            break
+    return np.sort([float(f"{value:.3g}") for value in chosen])
+
+
+def _mass_range(truth, x: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
+    """The y interval where p(y|x) has its mass at these x, from samples of the truth (widened a little)."""
+    draws = truth.sample(x, 200, seed=0)
+    low, high = np.quantile(draws, [0.0005, 0.9995])
+    pad = 0.05 * (high - low)
+    return float(low - pad), float(high + pad)
+
+
+def multimodality_summary(data, n_x: int = 300, n_y: int = 3000, seed: int = 1, min_mass: float = 0.05) -> dict:
+    """How often a dataset's answer is a set: over ``n_x`` inputs drawn from p(x), the share where
+    p(y|x) has two or more modes (peaks holding ``min_mass``), the most modes seen, and the median
+    distance from E[y|x] (the squared-error answer) to the nearest true mode where there are several.
+    """
+    x = np.unique(data.sample(n_x, seed=seed)[0])  # inputs drawn from p(x), sorted
+    y = np.linspace(*data.y_range, n_y)
+    log_p = log_conditional_grid(data.truth, x, y)
+    modes = [find_modes(log_p[:, i], y, min_mass) for i in range(len(x))]
+    several = np.array([len(m) >= 2 for m in modes])
+    mean = moments_on_grid(log_p, y)[0]
+    misses = [np.abs(m - mu).min() for m, mu, s in zip(modes, mean, several) if s]
+    return {
+        "share with several modes": float(several.mean()),
+        "most modes": max(map(len, modes)),
+        "E[y|x] to nearest mode (median)": float(np.median(misses)) if misses else 0.0,
+    }

@@ -453,6 +453,20 @@ class GenerativeModel(NetworkDensity):
         mixture_sd = np.sqrt(np.maximum((sd**2 + mean**2).mean(axis=-2) - mixture_mean**2, 0.0))
         return np.broadcast_to(mixture_mean, shape).copy(), np.broadcast_to(mixture_sd, shape).copy()
 
+    def component_posterior(self, x: ArrayLike, y: ArrayLike) -> np.ndarray:
+        """p(c | x, y) ∝ p(c) p(y | c) p(x | y, c) at each point: the responsibilities, shape (n, K).
+
+        ``x`` and ``y`` are 1-D arrays of one length. Without labels, this says which of the model's
+        free components took each point (its members' densities averaged, for an ensemble).
+        """
+        x, y = check_fit_data(x, y)
+        self._check_ready()
+        m, k = len(self.networks), self.n_components
+        mean, sd = (np.broadcast_to(v, (len(y), m * k)) for v in self._x_params(y))
+        terms = self._log_weights(y) + normal_logpdf(x[:, None], mean, sd)  # (n, M K), network-major
+        terms = logsumexp_last(terms.reshape(len(y), m, k).swapaxes(1, 2))  # (n, K): members summed
+        return np.exp(terms - logsumexp_last(terms)[:, None])
+
     # ---- the densities, in numpy ----------------------------------------------------------------
     @torch.no_grad()
     def _x_params(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -189,8 +189,9 @@ def score(
 ) -> dict[str, float]:
     """The standard scores of a model against a dataset's truth, on fresh points from ``data.sample``.
 
-    gap (± stderr) on ``n_points`` points; mean KL(truth || model) and mode recall/precision on the
-    first ``n_x`` of them, over a 4000-point grid spanning ``data.y_range``; modes match within
+    gap (± stderr) on ``n_points`` points, and the Bayes floor it is measured from (the truth's NLL on
+    them: negative where the density exceeds 1, as narrow peaks do); mean KL(truth || model) and mode
+    recall/precision on the first ``n_x`` of them, over a 4000-point grid spanning ``data.y_range``; modes match within
     ``tolerance`` (default 2% of the y range).
     """
     require_density(model, "model")
@@ -202,6 +203,7 @@ def score(
     return {
         "gap": gap.gap,
         "gap stderr": gap.stderr,
+        "Bayes floor": gap.truth_nll,
         "KL": float(kl_divergence(data.truth, model, x[:n_x], y_grid).mean()),
         "mode recall": modes.recall,
         "mode precision": modes.precision,
@@ -210,10 +212,13 @@ def score(
 
 def score_table(scores: dict[str, dict[str, float]]) -> str:
     """Rows of :func:`score` results, one per model label, as an aligned text table."""
-    header = f"{'model':<28} {'gap (nats)':>16} {'KL (nats)':>10} {'mode recall':>12} {'mode precision':>15}"
+    header = (
+        f"{'model':<40} {'gap (nats)':>16} {'Bayes floor':>11} {'KL (nats)':>10} {'mode recall':>12} "
+        f"{'mode precision':>15}"
+    )
     rows = [
-        f"{label:<28} {s['gap']:>9.4f} ± {s['gap stderr']:.4f} {s['KL']:>10.4f} {s['mode recall']:>12.2f} "
-        f"{s['mode precision']:>15.2f}"
+        f"{label:<40} {s['gap']:>9.4f} ± {s['gap stderr']:.4f} {s['Bayes floor']:>11.4f} {s['KL']:>10.4f} "
+        f"{s['mode recall']:>12.2f} {s['mode precision']:>15.2f}"
         for label, s in scores.items()
     ]
     return "\n".join([header, *rows])

@@ -28,7 +28,7 @@ from utilis.mixtures import GaussianMixtureDensity, HistogramDensity
 from utilis.numerics import CannotSample, logsumexp_last
 from utilis.protocol import ConditionalDensity, check_count, require_density
 
-__all__ = ["BestSingleGaussian", "BinnedTruth"]
+__all__ = ["BestSingleGaussian", "BinnedTruth", "oracles_for"]
 
 _BLOCK_ELEMENTS = 2**20  # truth evaluations at once: 8 MiB per float64 temporary
 
@@ -122,3 +122,12 @@ class BinnedTruth(HistogramDensity):
         with np.errstate(divide="ignore", invalid="ignore"):
             normalised = log_mass - np.log(np.exp(log_mass).sum(axis=1, keepdims=True))
         return (np.where(empty, -np.inf, normalised),)
+
+
+def oracles_for(data, bin_edges: ArrayLike) -> dict[str, ConditionalDensity]:
+    """The two references for a dataset, labelled as the notebooks' tables show them: the best single
+    Gaussian, and the truth binned on ``bin_edges`` (those of the softmax over bins it stands beside)."""
+    return {
+        "best single Gaussian (oracle)": BestSingleGaussian.for_dataset(data),
+        "binned truth (oracle)": BinnedTruth(data.truth, check_grid(bin_edges, "bin_edges")),
+    }

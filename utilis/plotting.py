@@ -21,6 +21,7 @@ from utilis.density import (
     log_conditional_curves,
     log_conditional_grid,
     log_joint_grid,
+    multimodal_inputs,
 )
 from utilis.protocol import ConditionalDensity, JointDensity, finite_array, require_density
 
@@ -29,12 +30,14 @@ __all__ = [
     "plot_bayesian_network",
     "plot_conditionals",
     "plot_dataset",
+    "plot_forward_inverse",
     "plot_heatmap",
     "plot_mixture_parameters",
     "plot_model_vs_truth",
     "plot_network_and_fit",
     "plot_overview",
     "plot_point_predictions",
+    "plot_responsibilities",
     "plot_samples",
     "plot_x_given_y",
 ]
@@ -61,6 +64,45 @@ def plot_dataset(data, ax: Axes | None = None, split: str = "train", size: float
     return ax
 
 
+TRUTH_STYLE = {"color": "black", "linewidth": 3.2, "alpha": 0.3, "zorder": 2, "solid_capstyle": "butt"}
+"""The truth in every figure: a wide translucent band, under the model's thin line, so both stay visible."""
+MODEL_COLOURS = ("C3", "C0", "C2", "C1", "C4", "C5", "C6")
+"""Model lines, in order. A figure that colours data by component draws models in black or these on grey data."""
+
+
+def _legend_below(figure, axes: Sequence[Axes], ncols: int | None = None) -> None:
+    """One legend for the whole figure, outside the panels below them, so it covers no data."""
+    handles, labels = {}, {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if not label.startswith("_"):
+                handles.setdefault(label, handle)
+    if handles:
+        labels = list(handles)
+        figure.legend([handles[k] for k in labels], labels, loc="outside lower center", fontsize="small",
+                      ncols=ncols or min(len(labels), 4), frameon=False)  # fmt: skip
+
+
+def _mass_interval(y: np.ndarray, density: np.ndarray, tail: float = 5e-4) -> tuple[float, float]:
+    """The y interval between the ``tail`` and 1 - ``tail`` quantiles of a density on a grid, padded."""
+    cumulative = np.concatenate([[0.0], np.cumsum(0.5 * (density[1:] + density[:-1]) * np.diff(y))])
+    if not cumulative[-1] > 0:
+        return float(y[0]), float(y[-1])
+    cumulative /= cumulative[-1]
+    lo, hi = np.interp([tail, 1 - tail], cumulative, y)
+    pad = 0.08 * (hi - lo) + 1e-9 * max(1.0, abs(hi), abs(lo))
+    return max(float(y[0]), lo - pad), min(float(y[-1]), hi + pad)
+
+
+def _half_width(y: np.ndarray, density: np.ndarray) -> tuple[float, float]:
+    """The tallest peak of a density on a grid and its half-width at half maximum."""
+    top = int(np.argmax(density))
+    half = density[top] / 2
+    left = top - np.argmax(density[top::-1] < half) if (density[: top + 1] < half).any() else 0
+    right = top + np.argmax(density[top:] < half) if (density[top:] < half).any() else len(y) - 1
+    return float(y[top]), float(max(y[right] - y[left], y[1] - y[0]) / 2)
+
+
 def plot_conditionals(
     densities: Mapping[str, ConditionalDensity],
     x_star: ArrayLike,
@@ -68,36 +110,67 @@ def plot_conditionals(
     data=None,
     window: float | None = None,
     axes: Sequence[Axes] | None = None,
+    title: str | None = None,
+    zoom: bool | None = None,
 ) -> np.ndarray:
     """p(y | x*) at each x*, one panel each: every density's curve, and the data near x* as a histogram.
 
-    A density labelled "truth" is drawn black and dashed, on top. ``window``: the half-width of the
-    x slice whose training points are shown (default: 2% of the data's x range).
+    A density labelled "truth" is the reference: drawn as a wide grey band under the others (which
+    are thin coloured lines on top, so both stay visible), and each panel is zoomed to the y interval
+    holding its mass (99.9%). Where the reference's tallest peak is narrower than 3% of that
+    interval (a needle), a second row zooms on that peak, so model and truth can be compared there.
+    One legend below the panels. ``window``: the half-width of the x slice whose training points are
+    shown (default: 2% of the data's x range). ``zoom``: force the second row on or off (default:
+    where needed; never when ``axes`` are given). Returns the axes of the first row.
     """
     x_star = np.atleast_1d(finite_array(x_star, "x_star"))
     y = check_grid(y_grid, "y_grid")
     if not densities:
         raise ValueError("densities must name at least one density")
+    curves = {label: np.exp(log_conditional_curves(d, y, x_star)) for label, d in densities.items()}
+    reference = curves.get("truth", next(iter(curves.values())))
+    intervals = [_mass_interval(y, reference[i]) for i in range(len(x_star))]
+    peaks = [_half_width(y, reference[i]) for i in range(len(x_star))]
+    needles = any(width < 0.03 * (hi - lo) for (_, width), (lo, hi) in zip(peaks, intervals))
     if axes is None:
-        axes = plt.subplots(1, len(x_star), figsize=(3.4 * len(x_star), 3.2), layout="constrained", squeeze=False)[1][0]
+        zoom = needles if zoom is None else zoom
+        rows = 2 if zoom else 1
+        figure, grid = plt.subplots(rows, len(x_star), figsize=(3.4 * len(x_star), 2.9 * rows + 0.5),
+                                    layout="constrained", squeeze=False)  # fmt: skip
+        axes, zoom_axes = grid[0], (grid[1] if zoom else None)
+    else:
+        zoom_axes = None
     axes = np.asarray(axes, dtype=object).ravel()
     if len(axes) != len(x_star):
         raise ValueError(f"axes must hold one axis per x*, {len(x_star)}, got {len(axes)}")
-    curves = {label: np.exp(log_conditional_curves(d, y, x_star)) for label, d in densities.items()}
     if data is not None and window is None:
         window = 0.02 * (data.x_range[1] - data.x_range[0])
+    colours = iter(MODEL_COLOURS * 2)
+    styles = {label: TRUTH_STYLE if label == "truth" else {"color": next(colours), "linewidth": 1.3, "zorder": 3}
+              for label in curves}  # fmt: skip
+    if len(curves) == 1:  # nothing to compare with: the reference as a plain line
+        styles = {label: {"color": "black", "linewidth": 1.3, "zorder": 3} for label in curves}
     for i, (ax, xs) in enumerate(zip(axes, x_star)):
         if data is not None:
             near = data.y_train[np.abs(data.x_train - xs) <= window]
             if len(near):
                 bins = np.histogram_bin_edges(near, bins="auto")  # as fine as the points allow
-                ax.hist(near, bins=bins, density=True, color="0.8",
-                        label=f"data, |x - x*| ≤ {window:.2g} (n={len(near)})")  # fmt: skip
+                ax.hist(near, bins=bins, density=True, color="0.85", zorder=1,
+                        label=f"training data with |x − x*| ≤ {window:.2g}")  # fmt: skip
         for label, values in curves.items():
-            style = {"color": "black", "linestyle": "--", "zorder": 5} if label == "truth" else {}
-            ax.plot(y, values[i], label=label, linewidth=1.5, **style)
-        ax.set(xlabel=Y_LABEL, ylabel="p(y | x*)" if i == 0 else None, title=f"x* = {xs:.3g}")
-    axes[0].legend(fontsize="x-small", loc="upper left")
+            ax.plot(y, values[i], label=label, **styles[label])
+        ax.set(xlabel=Y_LABEL, ylabel="p(y | x*)" if i == 0 else None, title=f"x* = {xs:.3g}", xlim=intervals[i])
+        if zoom_axes is not None:
+            centre, width = peaks[i]
+            fine = np.linspace(centre - 6 * width, centre + 6 * width, 400)
+            for label, density in densities.items():
+                zoom_axes[i].plot(fine, np.exp(log_conditional_curves(density, fine, [xs])[0]), **styles[label])
+            zoom_axes[i].set(xlabel=Y_LABEL, ylabel="p(y | x*)" if i == 0 else None, xlim=(fine[0], fine[-1]),
+                             title=f"x* = {xs:.3g}, zoom on the tallest peak")  # fmt: skip
+    figure = axes[0].figure
+    _legend_below(figure, axes)
+    if title:
+        figure.suptitle(title)
     return axes
 
 
@@ -109,11 +182,13 @@ def plot_heatmap(
     title: str | None = None,
     label: str = "density",
     vmax: float | None = None,
+    dim: ArrayLike | None = None,
 ) -> Axes:
     """A density image (log-densities in, densities shown): rows y, columns x, real values on both axes.
 
     ``vmax`` caps the colour scale (default: the 99.5th percentile, so one sharp peak doesn't wash out
-    the rest; the cap is marked on the colour bar).
+    the rest; the cap is marked on the colour bar). ``dim``: a boolean per x (column) to draw faded,
+    where p(x) is too small for any score to count what is drawn there.
     """
     x, y = check_grid(x_grid, "x_grid"), check_grid(y_grid, "y_grid")
     values = np.exp(np.asarray(log_values, dtype=np.float64))
@@ -125,10 +200,28 @@ def plot_heatmap(
     vmax = float(np.quantile(values, 0.995)) if vmax is None else vmax
     mesh = ax.pcolormesh(x, y, values, shading="nearest", cmap="magma", vmin=0.0, vmax=vmax, rasterized=True)
     ax.figure.colorbar(mesh, ax=ax, label=label, extend="max" if values.max() > vmax else "neither")
+    _dim_columns(ax, x, dim)
     ax.set(xlabel=X_LABEL, ylabel=Y_LABEL)
     if title:
         ax.set_title(title)
     return ax
+
+
+def _dim_columns(ax: Axes, x: np.ndarray, dim: ArrayLike | None) -> None:
+    """Fade the x columns where ``dim`` is true (runs of them, each a translucent white band)."""
+    if dim is None:
+        return
+    dim = np.asarray(dim, dtype=bool)
+    if dim.shape != x.shape:
+        raise ValueError(f"dim must hold one flag per x, shape {x.shape}, got {dim.shape}")
+    edges = np.concatenate([[x[0]], 0.5 * (x[1:] + x[:-1]), [x[-1]]])
+    changes = np.flatnonzero(np.diff(np.concatenate([[0], dim.astype(int), [0]])))
+    for start, stop in zip(changes[::2], changes[1::2]):
+        ax.axvspan(edges[start], edges[stop], color="white", alpha=0.7, linewidth=0, zorder=2)
+
+
+DIM_BELOW = 1e-3
+"""Heat maps fade the x where p(x) is below this share of its peak: no test point falls there."""
 
 
 def plot_model_vs_truth(
@@ -139,31 +232,51 @@ def plot_model_vs_truth(
     kind: str = "conditional",
     model_label: str = "model",
     axes: Sequence[Axes] | None = None,
+    title: str | None = None,
 ) -> np.ndarray:
-    """Two heat maps on one colour scale: the model's p(y|x) (or p(x, y)) beside the truth's.
+    """Three heat maps: the truth's p(y|x) (or p(x, y)), the model's on the same colour scale, and
+    where they differ, log q − log p in nats, shown where the truth's p(x, y) has mass.
 
     For ``kind="joint"`` a model without a p(x) of its own (not a
     :class:`~utilis.protocol.JointDensity`: the MDN, the baselines) is drawn as q(y|x) p(x) with the
-    truth's p(x).
+    truth's p(x). Where the truth knows p(x), the x where p(x) is below ``DIM_BELOW`` of its peak
+    are faded on the conditional maps: what a model does there counts in no score.
     """
     if kind not in ("conditional", "joint"):
         raise ValueError(f"kind must be 'conditional' or 'joint', got {kind!r}")
+    x, y = check_grid(x_grid, "x_grid"), check_grid(y_grid, "y_grid")
+    log_px = np.asarray(truth.log_marginal_x(x), dtype=np.float64) if isinstance(truth, JointDensity) else None
+    truth_conditional, model_conditional = log_conditional_grid(truth, x, y), log_conditional_grid(model, x, y)
     if kind == "conditional":
-        truth_values, model_values = (
-            log_conditional_grid(truth, x_grid, y_grid),
-            log_conditional_grid(model, x_grid, y_grid),
-        )
+        truth_values, model_values = truth_conditional, model_conditional
+        dim = None if log_px is None else log_px < log_px.max() + np.log(DIM_BELOW)
     else:
-        truth_values = log_joint_grid(truth, x_grid, y_grid)
-        p_x = None if isinstance(model, JointDensity) else truth.log_marginal_x
-        model_values = log_joint_grid(model, x_grid, y_grid, p_x)
+        truth_values = log_joint_grid(truth, x, y)
+        own = isinstance(model, JointDensity)
+        if not own and log_px is None:
+            raise ValueError("kind='joint' needs a truth with p(x) (log_marginal_x) or a model with its own p(x)")
+        model_values = log_joint_grid(model, x, y) if own else model_conditional + log_px[None, :]
+        dim = None
     if axes is None:
-        axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True, sharey=True, layout="constrained")[1]
+        axes = plt.subplots(1, 3, figsize=(14.5, 3.9), sharex=True, sharey=True, layout="constrained")[1]
+    axes = np.asarray(axes, dtype=object).ravel()
+    if len(axes) != 3:
+        raise ValueError(f"axes must hold three axes (truth, model, difference), got {len(axes)}")
     vmax = float(np.quantile(np.exp(truth_values), 0.995))
     name = "p(y | x)" if kind == "conditional" else "p(x, y)"
-    plot_heatmap(truth_values, x_grid, y_grid, axes[0], f"truth {name}", name, vmax)
-    plot_heatmap(model_values, x_grid, y_grid, axes[1], f"{model_label} {name}", name, vmax)
-    return np.asarray(axes)
+    plot_heatmap(truth_values, x, y, axes[0], f"truth {name}", name, vmax, dim)
+    plot_heatmap(model_values, x, y, axes[1], f"{model_label} {name}", name, vmax, dim)
+    # the difference where the truth's joint holds its mass (elsewhere a log-ratio of tails says nothing)
+    joint = truth_conditional + (log_px[None, :] if log_px is not None else 0.0)
+    shown = joint >= joint.max() + np.log(DIM_BELOW)
+    ratio = np.where(shown, np.clip(model_values - truth_values, -3.0, 3.0), np.nan)
+    mesh = axes[2].pcolormesh(x, y, ratio, shading="nearest", cmap="RdBu_r", vmin=-3, vmax=3, rasterized=True)
+    axes[2].set_facecolor("0.6")  # mid grey: a near-zero difference (white) stands out
+    axes[2].figure.colorbar(mesh, ax=axes[2], label="log q − log p (nats)", extend="both")
+    axes[2].set(xlabel=X_LABEL, ylabel=Y_LABEL, title="model − truth, where p(x, y) has mass")
+    if title:
+        axes[0].figure.suptitle(title)
+    return axes
 
 
 def plot_overview(data, x_star: ArrayLike, n_x: int = 400, n_y: int = 3000, min_mass: float = 0.05) -> plt.Figure:
@@ -214,6 +327,13 @@ def plot_bayesian_network(edges: Sequence[tuple[str, str]], ax: Axes | None = No
     position = {
         name: (level, (len(members) - 1) / 2 - i) for level, members in levels.items() for i, name in enumerate(members)
     }
+    # An edge that skips a level (c -> x past y) would run behind the node between: lift that node,
+    # so the graph reads as the triangle it is, not as a chain.
+    for parent, child in edges:
+        (u0, v0), (u1, v1) = position[parent], position[child]
+        for name, (u, v) in position.items():
+            if u0 < u < u1 and abs(v - (v0 + (v1 - v0) * (u - u0) / (u1 - u0))) < 0.3:
+                position[name] = (u, v + 0.8)
     ax = ax if ax is not None else plt.subplots(figsize=(3, 2.2), layout="constrained")[1]
     arrow = {"arrowstyle": "-|>", "lw": 1.5, "shrinkA": 17, "shrinkB": 17, "color": "0.2"}
     for parent, child in edges:
@@ -221,8 +341,10 @@ def plot_bayesian_network(edges: Sequence[tuple[str, str]], ax: Axes | None = No
     for name, (u, v) in position.items():
         ax.scatter([u], [v], s=900, color="white", edgecolors="0.2", linewidths=1.5, zorder=3)
         ax.text(u, v, name, ha="center", va="center", fontsize=13, zorder=4)
-    ax.set_xlim(-0.5, max(depth.values()) + 0.5)
-    ax.set_ylim(-1.0, 1.0)
+    us, vs = zip(*position.values())
+    ax.set_xlim(min(us) - 0.45, max(us) + 0.45)
+    ax.set_ylim(min(vs) - 0.45, max(vs) + 0.45)
+    ax.set_aspect("equal")
     ax.set_axis_off()
     if title:
         ax.set_title(title, fontsize="medium")
@@ -246,61 +368,152 @@ def plot_x_given_y(model, data, ax: Axes | None = None, bands: float = 2.0) -> A
         colour = colours(c / max(data.n_components - 1, 1) if data.n_components > 10 else c)
         ax.fill_betweenx(y, mean - bands * sd, mean + bands * sd, color=colour, alpha=0.25, linewidth=0)
         ax.plot(mean, y, color="black", linewidth=0.8)
-    ax.set_title(f"{data.name}: network's mean of x, ± {bands:g} sd, per component")
+    ax.set_title(f"{data.name}: the generative model's mean of x, ± {bands:g} sd, per component")
     return ax
 
 
 def plot_network_and_fit(model, data) -> plt.Figure:
     """A generative model's Bayesian network (``model.edges``) beside its p(x | parents) over the data."""
-    figure, (dag_ax, data_ax) = plt.subplots(1, 2, figsize=(11, 3.8), width_ratios=[1, 2.4], layout="constrained")
-    plot_bayesian_network(model.edges, dag_ax, title="Bayesian network")
+    figure, (dag_ax, data_ax) = plt.subplots(1, 2, figsize=(10, 3.8), width_ratios=[1, 2.6], layout="constrained")
+    plot_bayesian_network(model.edges, dag_ax, title="its Bayesian network")
     plot_x_given_y(model, data, data_ax)
     return figure
 
 
-def plot_against_truth(model: ConditionalDensity, data, x_star: ArrayLike, label: str = "model", kind: str = "joint"):
-    """A model beside a dataset's truth: p(y | x*) curves over the nearby data, then two heat maps."""
-    y_grid = np.linspace(*data.y_range, 2000)
-    curves = plot_conditionals({"truth": data.truth, label: model}, x_star, y_grid, data=data)
+def plot_against_truth(
+    model: ConditionalDensity,
+    data,
+    x_star: ArrayLike | None = None,
+    label: str = "model",
+    kind: str = "conditional",
+) -> tuple[np.ndarray, np.ndarray]:
+    """A model beside a dataset's truth: p(y | x*) curves over the nearby data (zoomed to their mass),
+    then the heat maps of truth, model and their log-ratio, each figure titled with dataset and model.
+
+    ``x_star``: the inputs of the curves (default: three where the truth has the most modes,
+    :func:`utilis.density.multimodal_inputs`).
+    """
+    x_star = multimodal_inputs(data.truth, data.x_range) if x_star is None else x_star
+    y_grid = np.linspace(*data.y_range, 3000)
+    curves = plot_conditionals({"truth": data.truth, label: model}, x_star, y_grid, data=data,
+                               title=f"{data.name}: {label} p(y | x*) beside the truth")  # fmt: skip
     x_grid, y_grid = np.linspace(*data.x_range, 300), np.linspace(*data.y_range, 400)
-    maps = plot_model_vs_truth(model, data.truth, x_grid, y_grid, kind=kind, model_label=label)
+    maps = plot_model_vs_truth(
+        model,
+        data.truth,
+        x_grid,
+        y_grid,
+        kind=kind,
+        model_label=label,
+        title=f"{data.name}: {label} beside the truth (faded: p(x) < {DIM_BELOW:g} of its peak)",
+    )
     return curves, maps
 
 
 def plot_point_predictions(
     predictions: Mapping[str, np.ndarray], data, x_grid: ArrayLike, ax: Axes | None = None
 ) -> Axes:
-    """Single-answer predictions along x (one line each) over the data, with the true E[y | x] dashed."""
+    """Single-answer predictions along x (one line each) over the data in grey, with the true E[y | x] dashed.
+
+    The data is grey here (not coloured by component) so that no model line shares a data class's colour.
+    """
     x = check_grid(x_grid, "x_grid")
-    ax = plot_dataset(data, ax, size=4.0)
+    ax = ax if ax is not None else plt.subplots(figsize=(7, 4), layout="constrained")[1]
+    ax.scatter(data.x_train, data.y_train, s=4, color="0.75", linewidths=0, label="training data")
     y_grid = np.linspace(*data.y_range, 3000)
     ax.plot(x, conditional_mean(data.truth, x, y_grid), color="black", ls="--", lw=1.2, label="true E[y | x]")
-    for i, (label, values) in enumerate(predictions.items()):
-        ax.plot(x, values, lw=2, color=f"C{(i + 3) % 10}", label=label)
-    ax.legend(fontsize="small", markerscale=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.set_title(f"{data.name}: single answers")
+    for colour, (label, values) in zip(MODEL_COLOURS, predictions.items()):
+        ax.plot(x, values, lw=1.6, color=colour, label=label)
+    ax.legend(fontsize="small", markerscale=3, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set(xlabel=X_LABEL, ylabel=Y_LABEL, title=f"{data.name}: single answers of the baselines")
     return ax
 
 
-def plot_mixture_parameters(mixture, data, x_grid: ArrayLike, axes: Sequence[Axes] | None = None) -> np.ndarray:
-    """A mixture's pi_k(x), mu_k(x) (over the data) and sigma_k(x) along x, as in Bishop's Figure 5.21.
+def plot_mixture_parameters(
+    mixture,
+    data,
+    x_grid: ArrayLike | None = None,
+    axes: Sequence[Axes] | None = None,
+    label: str = "MDN",
+    active: float = 0.05,
+) -> np.ndarray:
+    """A mixture's π_k(x), μ_k(x) (over the data) and σ_k(x) along x, as in Bishop's Figure 5.21.
 
-    ``mixture(x)`` must return three arrays (len(x), K): weights, means and scales.
+    ``mixture(x)`` must return three arrays (len(x), K): weights, means and scales. Only the active
+    components (π_k(x) > ``active`` somewhere on the grid) are drawn, each in its own colour, and
+    every panel is weighted by π: a mean or scale is drawn as strongly as its component weighs.
+    ``x_grid`` defaults to 400 points over the data's x range.
     """
-    x = check_grid(x_grid, "x_grid")
+    x = check_grid(np.linspace(*data.x_range, 400) if x_grid is None else x_grid, "x_grid")
     weights, means, scales = mixture(x)
+    keep = np.flatnonzero(weights.max(axis=0) > active)
+    keep = keep[np.argsort(np.argmax(weights[:, keep] > active, axis=0))]  # colours in order along x
+    colours = plt.get_cmap("tab10" if len(keep) <= 10 else "tab20")(np.arange(len(keep)) % 20)
     if axes is None:
         axes = plt.subplots(1, 3, figsize=(14, 3.6), layout="constrained")[1]
-    axes[1].scatter(data.x_train, data.y_train, s=3, color="0.75", linewidths=0)
-    for k in range(weights.shape[1]):
-        line = axes[0].plot(x, weights[:, k], lw=1.2)[0]
-        alpha = np.clip(weights[:, k] * 3, 0.05, 1.0)  # a component's mean shown as strongly as it weighs
-        axes[1].scatter(x, means[:, k], s=2, color=line.get_color(), alpha=alpha, linewidths=0)
-        axes[2].plot(x, scales[:, k], lw=1.2, color=line.get_color(), alpha=0.8)
-    axes[0].set(xlabel=X_LABEL, ylabel="mixing weight pi_k(x)", ylim=(0, 1))
-    axes[1].set(xlabel=X_LABEL, ylabel="mean mu_k(x)", ylim=data.y_range, title="means, shaded by weight")
-    axes[2].set(xlabel=X_LABEL, ylabel="scale sigma_k(x)", yscale="log")
+    axes[1].scatter(data.x_train, data.y_train, s=3, color="0.8", linewidths=0)
+    for colour, k in zip(colours, keep):
+        strength = np.clip(weights[:, k] * 2, 0.0, 1.0)  # weight 0.5 and above at full strength
+        axes[0].plot(x, weights[:, k], lw=1.3, color=colour)
+        for ax, values in ((axes[1], means[:, k]), (axes[2], scales[:, k])):
+            ax.scatter(x, values, s=3, color=colour, alpha=strength, linewidths=0)
+    axes[0].set(xlabel=X_LABEL, ylabel=r"mixing weight $\pi_k(x)$", ylim=(0, 1.02),
+                title=f"{len(keep)} of {weights.shape[1]} components active (max π > {active:g})")  # fmt: skip
+    axes[1].set(
+        xlabel=X_LABEL, ylabel=r"mean $\mu_k(x)$", ylim=data.y_range, title=r"means, drawn as strongly as $\pi_k(x)$"
+    )
+    axes[2].set(
+        xlabel=X_LABEL, ylabel=r"scale $\sigma_k(x)$", yscale="log", title=r"scales, drawn as strongly as $\pi_k(x)$"
+    )
+    seen = scales[:, keep][weights[:, keep] > active]  # the scale axis spans the scales that weigh
+    if seen.size:
+        axes[2].set_ylim(seen.min() / 1.5, seen.max() * 1.5)
+    axes[0].figure.suptitle(f"{data.name}: the {label}'s mixture along x")
     return np.asarray(axes)
+
+
+def plot_responsibilities(model, data, ax: Axes | None = None, label: str = "model") -> Axes:
+    """The training points coloured by the component that a generative model gives each the most of,
+    argmax_c p(c | x, y): what its components found (``model.component_posterior(x, y)``)."""
+    responsibilities = model.component_posterior(data.x_train, data.y_train)
+    k = responsibilities.shape[1]
+    ax = ax if ax is not None else plt.subplots(figsize=(5, 4), layout="constrained")[1]
+    colours = plt.get_cmap("tab10" if k <= 10 else "viridis")(np.arange(k) if k <= 10 else np.arange(k) / (k - 1))
+    owner = responsibilities.argmax(axis=1)
+    ax.scatter(data.x_train, data.y_train, s=5, c=colours[owner], linewidths=0)
+    agree = _label_agreement(owner, data.c_train, k)
+    title = f"{data.name}: {label}, points by argmax p(c | x, y)\n{agree:.0%} agree with the true labels"
+    ax.set(xlabel=X_LABEL, ylabel=Y_LABEL, title=title)
+    return ax
+
+
+def _label_agreement(found: np.ndarray, true: np.ndarray, k: int) -> float:
+    """The share of points whose found component matches the true one, under the best matching of
+    component names (the Hungarian algorithm: unlabelled components are found in any order)."""
+    from scipy.optimize import linear_sum_assignment
+
+    counts = np.zeros((k, k))
+    np.add.at(counts, (found, true), 1)
+    rows, columns = linear_sum_assignment(-counts)
+    return float(counts[rows, columns].sum() / len(found))
+
+
+def plot_forward_inverse(data, forward: np.ndarray, inverse: np.ndarray, y_grid: ArrayLike, x_grid: ArrayLike):
+    """Bishop's Figure 5.19: the forward problem (x from y) beside the inverse (y from x), each with
+    a squared-error regression's fit: ``forward`` its predictions of x on ``y_grid``, ``inverse`` of y
+    on ``x_grid``. The forward map is single-valued and fitted easily; the inverse is not."""
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+    for ax in (left, right):
+        ax.scatter(data.y_train if ax is left else data.x_train, data.x_train if ax is left else data.y_train,
+                   s=4, color="0.7", linewidths=0, label="training data")  # fmt: skip
+    left.plot(check_grid(y_grid, "y_grid"), forward, color=MODEL_COLOURS[0], lw=2, label="regression of x on y")
+    right.plot(check_grid(x_grid, "x_grid"), inverse, color=MODEL_COLOURS[0], lw=2, label="regression of y on x")
+    left.set(xlabel="y (output)", ylabel="x (input)", title="forward problem: x from y (one answer)")
+    right.set(xlabel=X_LABEL, ylabel=Y_LABEL, title="inverse problem: y from x (several answers)")
+    for ax in (left, right):
+        ax.legend(fontsize="small", markerscale=3, loc="upper left")
+    figure.suptitle(f"{data.name}: squared error fits the forward map and fails on the inverse")
+    return figure
 
 
 def plot_samples(model: ConditionalDensity, data, n_x: int = 400, ax: Axes | None = None, seed: int = 0) -> Axes:
