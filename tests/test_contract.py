@@ -11,6 +11,7 @@ a state-dict round trip; clear errors for bad queries, bad training data and a m
 from __future__ import annotations
 
 import io
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -22,6 +23,7 @@ from scipy import integrate, stats
 
 from generate_dataset import DATASETS
 from utilis.baselines import BinnedClassifier, GaussianRegression
+from utilis.classical import ConditionalKDE, GaussianMixtureRegression
 from utilis.density import log_conditional_grid, log_joint_grid
 from utilis.gen_model_utilis import GenerativeModel
 from utilis.mdn_utilis import MDN
@@ -46,6 +48,10 @@ def fit_unlabelled(model, x, y, c, seed):
 
 def fit_plain(model, x, y, c, seed):
     return model.fit(x, y, seed=seed, **BRIEF)
+
+
+def fit_classical(model, x, y, c, seed):
+    return model.fit(x, y, seed=seed)  # no network, no epochs
 
 
 def generative(**options):
@@ -79,6 +85,8 @@ FACTORIES = {
     "regression-camera": Factory("camera", lambda data: GaussianRegression(hidden=16), fit_plain),
     "bins-sinusoid": Factory("sinusoid", lambda data: BinnedClassifier(n_bins=20, hidden=16), fit_plain),
     "bins-camera": Factory("camera", lambda data: BinnedClassifier(n_bins=20, hidden=16), fit_plain),
+    "gmr-sinusoid": Factory("sinusoid", lambda data: GaussianMixtureRegression(n_components=(3, 4)), fit_classical),
+    "kde-camera": Factory("camera", lambda data: ConditionalKDE(max_validation=100), fit_classical),
     "oracle-gaussian-sinusoid": Factory("sinusoid", lambda data: BestSingleGaussian.for_dataset(data)),
     "oracle-gaussian-camera": Factory("camera", lambda data: BestSingleGaussian.for_dataset(data)),
     "oracle-binned-sinusoid": Factory("sinusoid", lambda data: BinnedTruth(data.truth, np.linspace(*data.y_range, 31))),
@@ -184,8 +192,23 @@ def test_same_seed_same_samples(name):
     assert first.tobytes() != density.sample(x, 20, seed=6).tobytes()
 
 
-def state_bytes(model: torch.nn.Module) -> dict[str, bytes]:
-    return {key: value.cpu().numpy().tobytes() for key, value in model.state_dict().items()}
+def state_bytes(model) -> dict[str, bytes]:
+    """A network's weights; for a model without any (the classical references), what it answers."""
+    if isinstance(model, torch.nn.Module):
+        return {key: value.cpu().numpy().tobytes() for key, value in model.state_dict().items()}
+    data = dataset("linear")
+    return {"log_prob": model.log_prob(data.y_test, data.x_test).tobytes()}
+
+
+def round_trip(model, into):
+    """``model`` saved and loaded into ``into``: a network by its state dict, anything else by pickle."""
+    if not isinstance(model, torch.nn.Module):
+        return pickle.loads(pickle.dumps(model))
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    buffer.seek(0)
+    into.load_state_dict(torch.load(buffer, weights_only=True))
+    return into.to(model.device)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -215,23 +238,18 @@ def test_same_fit_seed_same_weights_without_global_seeding(name, monkeypatch):
 def test_state_dict_round_trip(name):
     factory, model = FACTORIES[name], fitted(name)
     data = dataset(factory.dataset)
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    buffer.seek(0)
     fresh = factory.build(data)
     with pytest.raises(NotFittedError, match=r"call fit\(x, y\) first"):
         fresh.log_prob(data.y_test, data.x_test)
     with pytest.raises(NotFittedError, match=r"call fit\(x, y\) first"):
         fresh.sample(data.x_test, 2)
-    fresh.load_state_dict(torch.load(buffer, weights_only=True))
-    fresh.to(model.device)
+    fresh = round_trip(model, fresh)
     np.testing.assert_array_equal(fresh.log_prob(data.y_test, data.x_test), model.log_prob(data.y_test, data.x_test))
     np.testing.assert_array_equal(fresh.sample(data.x_test, 3, seed=1), model.sample(data.x_test, 3, seed=1))
     # loaded into a model fitted before, with another seed: nothing of the earlier fit survives
     other = factory.build(data)
     factory.fit(other, data.x_train, data.y_train, data.c_train, 7)
-    buffer.seek(0)
-    other.load_state_dict(torch.load(buffer, weights_only=True))
+    other = round_trip(model, other)
     np.testing.assert_array_equal(other.log_prob(data.y_test, data.x_test), model.log_prob(data.y_test, data.x_test))
 
 
