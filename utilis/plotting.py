@@ -527,3 +527,126 @@ def plot_samples(model: ConditionalDensity, data, n_x: int = 400, ax: Axes | Non
     ax.set(xlabel=X_LABEL, ylabel=Y_LABEL, title=f"{data.name}: samples", ylim=data.y_range)
     ax.legend(fontsize="small", markerscale=2)
     return ax
+
+
+def plot_hypotheses_along_x(
+    predict,
+    data,
+    ax: Axes | None = None,
+    unused: ArrayLike = (),
+    x_star: ArrayLike = (),
+    title: str | None = None,
+    legend: bool = True,
+) -> Axes:
+    """M hypotheses h_k(x) along x over the training points (grey), each drawn as strongly as its score.
+
+    ``predict(x)`` must return two arrays (len(x), M): the hypotheses and their scores (weights that
+    sum to 1 at each x). Hypotheses listed in ``unused`` (they win no training point) are drawn
+    dashed in another colour. The x where p(x) is below ``DIM_BELOW`` of its peak are faded; the
+    ``x_star`` are marked.
+    """
+    x = np.linspace(*data.x_range, 400)
+    hypotheses, scores = predict(x)
+    unused = set(np.asarray(unused, dtype=int).tolist())
+    ax = ax if ax is not None else plt.subplots(figsize=(7, 4), layout="constrained")[1]
+    ax.scatter(data.x_train, data.y_train, s=5, color="0.55", linewidths=0, label="training data", zorder=1)
+    for k in range(hypotheses.shape[1]):
+        if k in unused:
+            ax.plot(x, hypotheses[:, k], color="C0", lw=1.0, ls="--", zorder=3)
+            continue
+        strength = np.clip(5 * scores[:, k], 0.12, 1.0)  # a score of 0.2 and above at full strength
+        ax.scatter(x, hypotheses[:, k], s=1.5, color="C3", alpha=strength, linewidths=0, zorder=2)
+    ax.plot([], [], color="C3", lw=1.5, label="hypotheses $h_k(x)$, as strong as their score")
+    ax.plot([], [], color="C0", lw=1.0, ls="--", label="a hypothesis that wins no training point")
+    log_px = np.asarray(data.truth.log_marginal_x(x))
+    _dim_columns(ax, x, log_px < log_px.max() + np.log(DIM_BELOW))
+    for i, xs in enumerate(np.atleast_1d(np.asarray(x_star, dtype=float))):
+        ax.axvline(xs, color="0.3", lw=0.8, ls=":", zorder=4, label="x* of the Voronoi panels" if i == 0 else None)
+    ax.set(xlabel=X_LABEL, ylabel=Y_LABEL, xlim=data.x_range, ylim=data.y_range, title=title)
+    if legend:
+        ax.legend(fontsize="small", markerscale=3, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return ax
+
+
+def plot_voronoi_cells(predict, data, x_star: ArrayLike, axes: Sequence[Axes] | None = None) -> np.ndarray:
+    """At each x*, the hypotheses of one x and their Voronoi cells (bounded by the midpoints between
+    neighbours) over the training points near x* and the true p(y | x*).
+
+    Each cell is drawn as a bar of height score / cell width: the hypotheses read as a histogram on
+    their own cells (the outer cells, unbounded, are cut at the panel's edges). Panels are zoomed to
+    where the truth holds its mass. ``predict`` as for :func:`plot_hypotheses_along_x`.
+    """
+    x_star = np.atleast_1d(finite_array(x_star, "x_star"))
+    if axes is None:
+        axes = plt.subplots(1, len(x_star), figsize=(3.6 * len(x_star), 3.2), layout="constrained", squeeze=False)[1]
+    axes = np.asarray(axes, dtype=object).ravel()
+    if len(axes) != len(x_star):
+        raise ValueError(f"axes must hold one axis per x*, {len(x_star)}, got {len(axes)}")
+    y = np.linspace(*data.y_range, 3000)
+    truth = np.exp(log_conditional_curves(data.truth, y, x_star))  # (len(x_star), len(y))
+    hypotheses, scores = predict(x_star)
+    window = 0.02 * (data.x_range[1] - data.x_range[0])
+    for i, (ax, xs) in enumerate(zip(axes, x_star)):
+        lo, hi = _mass_interval(y, truth[i])
+        near = data.y_train[np.abs(data.x_train - xs) <= window]
+        if len(near):
+            ax.hist(near, bins=np.histogram_bin_edges(near, bins="auto"), density=True, color="0.85", zorder=1,
+                    label=f"training data with |x − x*| ≤ {window:.2g}")  # fmt: skip
+        ax.plot(y, truth[i], label="truth", **TRUTH_STYLE)
+        order = np.argsort(hypotheses[i])
+        guesses, weights = hypotheses[i][order], scores[i][order]
+        bounds = np.clip(np.concatenate([[lo], 0.5 * (guesses[1:] + guesses[:-1]), [hi]]), lo, hi)
+        widths = np.diff(bounds)
+        heights = np.divide(weights, widths, out=np.zeros_like(weights), where=widths > 0)
+        ax.stairs(heights, bounds, color="C3", lw=1.2, zorder=3, label="score / cell width, over each Voronoi cell")
+        inside = (guesses >= lo) & (guesses <= hi)
+        ax.plot(guesses[inside], np.zeros(inside.sum()), "|", color="C3", ms=14, mew=1.5, zorder=4,
+                label="hypotheses at x*")  # fmt: skip
+        ax.set(xlabel=Y_LABEL, ylabel="density" if i == 0 else None, xlim=(lo, hi),
+               title=f"x* = {xs:.3g}: {int(inside.sum())} hypotheses in view")  # fmt: skip
+    _legend_below(axes[0].figure, axes)
+    return axes
+
+
+def plot_hypotheses(predict, data, x_star: ArrayLike | None = None, unused: ArrayLike = (), label: str = "hypotheses"):
+    """Hypotheses along x over the data (:func:`plot_hypotheses_along_x`), and below, at each x*, their
+    Voronoi cells beside the truth (:func:`plot_voronoi_cells`). ``x_star`` defaults to three inputs
+    where the truth has the most modes. Returns the figure."""
+    x_star = multimodal_inputs(data.truth, data.x_range) if x_star is None else np.atleast_1d(x_star)
+    figure = plt.figure(figsize=(12, 7.4), layout="constrained")
+    top, bottom = figure.subfigures(2, 1, height_ratios=[1.1, 1.0])
+    plot_hypotheses_along_x(predict, data, top.subplots(), unused=unused, x_star=x_star)
+    plot_voronoi_cells(predict, data, x_star, axes=bottom.subplots(1, len(x_star)))
+    figure.suptitle(f"{data.name}: {label} along x, and their Voronoi cells at x*")
+    return figure
+
+
+def plot_energy_landscapes(models: Mapping[str, object], data, cap: float = 12.0, n_minima: int = 60) -> np.ndarray:
+    """Energy models side by side, one panel each (``models``: label -> model), over the data's (x, y)
+    ranges: E(x, y) − min over y of E(x, y), clipped at ``cap`` nats (bright: low energy, where the
+    answers are), the training points over it, and at ``n_minima`` inputs the minima of E over y: the
+    global one (the single answer) and the other local ones. Faded where the truth's p(x) is below
+    ``DIM_BELOW`` of its peak. A model needs ``energy(x, y)`` (+inf where its density is 0), ``grid()``
+    (its y nodes) and ``minima(x)`` (the answers, lowest first). One legend below the panels.
+    """
+    x, y = np.linspace(*data.x_range, 300), np.linspace(*data.y_range, 400)
+    log_px = np.asarray(data.log_marginal_x(x))
+    x_minima = np.linspace(*data.x_range, n_minima)
+    figure, axes = plt.subplots(1, len(models), figsize=(6.4 * len(models), 4.3), layout="constrained", squeeze=False)
+    for ax, (label, model) in zip(axes[0], models.items()):
+        lowest = model.energy(x[None, :], model.grid()[:, None]).min(axis=0)  # over all y, not the plotted ones
+        relative = np.minimum(model.energy(x[None, :], y[:, None]) - lowest, cap)
+        mesh = ax.pcolormesh(x, y, relative, shading="nearest", cmap="magma_r", vmin=0, vmax=cap, rasterized=True)
+        figure.colorbar(mesh, ax=ax, label="E(x, y) − min over y of E (nats)", extend="max")
+        _dim_columns(ax, x, log_px < log_px.max() + np.log(DIM_BELOW))
+        ax.scatter(data.x_train, data.y_train, s=2, color="0.55", alpha=0.6, linewidths=0, label="training data")
+        answers = model.minima(x_minima)
+        others = np.array([(xs, a) for xs, found in zip(x_minima, answers) for a in found[1:]]).reshape(-1, 2)
+        ax.scatter(x_minima, [found[0] for found in answers], s=16, color="C0", edgecolors="white", linewidths=0.6,
+                   zorder=4, label="global minimum of E over y (the single answer)")  # fmt: skip
+        ax.scatter(*others.T, s=16, marker="D", color="C2", edgecolors="white", linewidths=0.6, zorder=4,
+                   label="other local minima (more answers)")  # fmt: skip
+        ax.set(xlabel=X_LABEL, ylabel=Y_LABEL, xlim=data.x_range, ylim=data.y_range, title=label)
+    _legend_below(figure, axes[0], ncols=3)
+    figure.suptitle(f"{data.name}: energy landscapes and their minima (faded: p(x) < {DIM_BELOW:g} of its peak)")
+    return axes[0]
