@@ -636,8 +636,10 @@ def plot_energy_landscapes(models: Mapping[str, object], data, cap: float = 12.0
     for ax, (label, model) in zip(axes[0], models.items()):
         lowest = model.energy(x[None, :], model.grid()[:, None]).min(axis=0)  # over all y, not the plotted ones
         relative = np.minimum(model.energy(x[None, :], y[:, None]) - lowest, cap)
-        mesh = ax.pcolormesh(x, y, relative, shading="nearest", cmap="magma_r", vmin=0, vmax=cap, rasterized=True)
-        figure.colorbar(mesh, ax=ax, label="E(x, y) − min over y of E (nats)", extend="max")
+        dx, dy = x[1] - x[0], y[1] - y[0]  # a regular grid, drawn as an image whose pixels centre on its nodes
+        extent = (x[0] - dx / 2, x[-1] + dx / 2, y[0] - dy / 2, y[-1] + dy / 2)
+        image = ax.imshow(relative, origin="lower", extent=extent, aspect="auto", cmap="magma_r", vmin=0, vmax=cap)
+        figure.colorbar(image, ax=ax, label="E(x, y) − min over y of E (nats)", extend="max")
         _dim_columns(ax, x, log_px < log_px.max() + np.log(DIM_BELOW))
         ax.scatter(data.x_train, data.y_train, s=2, color="0.55", alpha=0.6, linewidths=0, label="training data")
         answers = model.minima(x_minima)
