@@ -29,7 +29,7 @@ import os
 import sys
 import time
 import traceback
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -300,6 +300,12 @@ def readme_section(rows: list[dict]) -> str:
         "`python benchmarks/leaderboard.py --report`.",
         "",
     ]
+    per_cell = Counter(entry["runs"] for entry in summary.values())
+    lines += [
+        "Seeds per cell (each seed draws its own dataset parameters, so seeds differ as problems, not only as "
+        "samples): " + ", ".join(f"{runs} in {cells} cells" for runs, cells in sorted(per_cell.items())) + ".",
+        "",
+    ]
     for dataset in DATASET_NAMES:
         sizes = sorted({key[1] for key in summary if key[0] == dataset})
         if not sizes:
@@ -368,8 +374,9 @@ def main() -> None:
     if args.quick:
         args.sizes, args.seeds = [300], [0]
     done = {(r["dataset"], int(r["n_train"]), int(r["seed"]), r["model"]) for r in read_rows(args.csv)}
-    # the biggest runs first, so the slowest finish while the small ones fill the gaps
-    tasks = [(d, n, s, m) for n in sorted(args.sizes, reverse=True) for d in args.datasets for s in args.seeds
+    # one seed over everything before the next (an interrupted run still covers every cell), the
+    # biggest runs first within a seed, so the slowest finish while the small ones fill the gaps
+    tasks = [(d, n, s, m) for s in args.seeds for n in sorted(args.sizes, reverse=True) for d in args.datasets
              for m in args.models if (d, n, s, m) not in done]  # fmt: skip
     print(f"{len(tasks)} runs to do ({len(done)} already in {args.csv}), {args.jobs} at a time", flush=True)
     started = time.perf_counter()

@@ -25,7 +25,10 @@ from generate_dataset import DATASETS
 from utilis.baselines import BinnedClassifier, GaussianRegression
 from utilis.classical import ConditionalKDE, GaussianMixtureRegression
 from utilis.density import log_conditional_grid, log_joint_grid
+from utilis.energy_utilis import EnergyModel
+from utilis.flow_utilis import FlowMatching, SplineFlow
 from utilis.gen_model_utilis import GenerativeModel
+from utilis.hypotheses_utilis import MultipleHypotheses
 from utilis.mdn_utilis import MDN
 from utilis.metrics import bayes_gap, best_of_k_error, score
 from utilis.numerics import CannotSample
@@ -81,12 +84,19 @@ FACTORIES = {
     "mdn-linear": Factory("linear", lambda data: MDN(n_components=5, hidden=16), fit_plain),
     "mdn-sinusoid": Factory("sinusoid", lambda data: MDN(n_components=5, hidden=16), fit_plain),
     "mdn-camera": Factory("camera", lambda data: MDN(n_components=5, hidden=16), fit_plain),
+    "spline-flow-camera": Factory("camera", lambda data: SplineFlow(bins=8, hidden=16), fit_plain),
+    "flow-matching-sinusoid": Factory(
+        "sinusoid", lambda data: FlowMatching(hidden=16, atol=1e-4, rtol=1e-4), fit_plain
+    ),
     "regression-linear": Factory("linear", lambda data: GaussianRegression(hidden=16), fit_plain),
     "regression-camera": Factory("camera", lambda data: GaussianRegression(hidden=16), fit_plain),
     "bins-sinusoid": Factory("sinusoid", lambda data: BinnedClassifier(n_bins=20, hidden=16), fit_plain),
     "bins-camera": Factory("camera", lambda data: BinnedClassifier(n_bins=20, hidden=16), fit_plain),
     "gmr-sinusoid": Factory("sinusoid", lambda data: GaussianMixtureRegression(n_components=(3, 4)), fit_classical),
     "kde-camera": Factory("camera", lambda data: ConditionalKDE(max_validation=100), fit_classical),
+    "hypotheses-sinusoid": Factory("sinusoid", lambda data: MultipleHypotheses(n_hypotheses=5, hidden=16), fit_plain),
+    "energy-likelihood-linear": Factory("linear", lambda data: EnergyModel(n_knots=32, hidden=16), fit_plain),
+    "energy-infonce-camera": Factory("camera", lambda data: EnergyModel("infonce", n_knots=32, hidden=16), fit_plain),
     "oracle-gaussian-sinusoid": Factory("sinusoid", lambda data: BestSingleGaussian.for_dataset(data)),
     "oracle-gaussian-camera": Factory("camera", lambda data: BestSingleGaussian.for_dataset(data)),
     "oracle-binned-sinusoid": Factory("sinusoid", lambda data: BinnedTruth(data.truth, np.linspace(*data.y_range, 31))),

@@ -93,17 +93,16 @@ def plot_learning_curves(rows: list[dict], datasets: list[str], axes: list[Axes]
     axes = np.atleast_1d(axes)
     for ax, dataset in zip(axes, datasets):
         curves = learning_curves(rows, dataset)
-        colours = _colours(list(curves))
+        colours = _colours(list(dict.fromkeys(r["model"] for r in rows)))  # one colour a model, in every panel
         for model, curve in curves.items():
             finite = np.isfinite(curve["mean"]) & (np.asarray(curve["mean"]) > 0)
             sizes = np.asarray(curve["sizes"])[finite]
             if _is_oracle(model):
                 if finite.any():
                     level = float(np.mean(np.asarray(curve["mean"])[finite]))
-                    ax.axhline(level, color="0.3", ls="--" if "Gaussian" in model else ":", lw=1.2,
-                               label=f"{model} ({level:.2g})")  # fmt: skip
+                    ax.axhline(level, color="0.3", ls="--" if "Gaussian" in model else ":", lw=1.2, label=model)
                 continue
-            label = model if finite.all() else f"{model} (inf at {len(finite) - finite.sum()} sizes)"
+            label = model  # a size where the gap is inf (or rounds to <= 0) is left out of the log axis
             if finite.any():
                 ax.plot(sizes, np.asarray(curve["mean"])[finite], "o-", ms=3, lw=1.4, color=colours[model], label=label)
                 ax.fill_between(sizes, np.asarray(curve["low"])[finite], np.asarray(curve["high"])[finite],
@@ -131,7 +130,7 @@ def plot_quality_vs_time(rows: list[dict], datasets: list[str], n_train: int, ax
         for row in rows:
             if row["dataset"] == dataset and row["n_train"] == n_train and row["status"] == "ok":
                 groups[row["model"]].append(row)
-        colours = _colours(list(groups))
+        colours = _colours(list(dict.fromkeys(r["model"] for r in rows)))
         for model, group in groups.items():
             gap, seconds = np.mean([r["gap"] for r in group]), np.mean([r["train_seconds"] for r in group])
             if _is_oracle(model) or not np.isfinite(gap) or gap <= 0:

@@ -111,7 +111,8 @@ class NetworkDensity(CheckedDensity, nn.Module):
 
     def _as_tensor(self, values: np.ndarray) -> Tensor:
         """A float64 numpy array as a tensor on the model's device (float64: z-scoring clips it first)."""
-        return torch.as_tensor(np.ascontiguousarray(values), dtype=torch.float64, device=self.device)
+        array = np.ascontiguousarray(values).reshape(np.shape(values))  # ascontiguousarray makes a scalar 1-D
+        return torch.as_tensor(array, dtype=torch.float64, device=self.device)
 
     def _start_fit(self, seed: int | None) -> None:
         """Forget any earlier fit and draw fresh initial weights: from ``seed`` in a forked generator

@@ -652,3 +652,55 @@ def plot_energy_landscapes(models: Mapping[str, object], data, cap: float = 12.0
     _legend_below(figure, axes[0], ncols=3)
     figure.suptitle(f"{data.name}: energy landscapes and their minima (faded: p(x) < {DIM_BELOW:g} of its peak)")
     return axes[0]
+
+
+def plot_flow_map(model, data, x_star: ArrayLike, label: str = "flow", n_z: int = 400) -> np.ndarray:
+    """What a flow is: left, its map y = T(z; x*) from the base variable z to y at each x*; right, the
+    base density N(0, 1) carried through it, beside the truth's p(y | x*) (dashed).
+
+    ``model.push_forward(x, z)`` must give T(z; x) for base points z (n_z,) at inputs x: (n_z, len(x)).
+    """
+    x_star = np.atleast_1d(finite_array(x_star, "x_star"))
+    z = np.linspace(-3.5, 3.5, n_z)
+    y = model.push_forward(x_star, z)  # (n_z, len(x*))
+    figure, (map_ax, density_ax) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    colours = MODEL_COLOURS[1:]
+    lo, hi = np.quantile(y, [0.001, 0.999])
+    grid = np.linspace(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo), 2000)
+    for i, (xs, colour) in enumerate(zip(x_star, colours)):
+        map_ax.plot(z, y[:, i], color=colour, lw=1.6, label=f"x* = {xs:.3g}")
+        density_ax.plot(grid, np.exp(model.log_prob(grid, xs)), color=colour, lw=1.4, label=f"{label}, x* = {xs:.3g}")
+        density_ax.plot(grid, np.exp(data.truth.log_prob(grid, xs)), color=colour, lw=1.0, ls="--", alpha=0.8)
+    map_ax.set(xlabel="base variable z ~ N(0, 1)", ylabel=Y_LABEL, title="the learned map y = T(z; x*)")
+    density_ax.plot([], [], color="0.3", ls="--", lw=1.0, label="truth (dashed)")
+    density_ax.set(xlabel=Y_LABEL, ylabel="p(y | x*)", title="N(0, 1) carried through the map")
+    map_ax.legend(fontsize="small", loc="upper left")
+    density_ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    figure.suptitle(f"{data.name}: the {label} as a map of the base density")
+    return np.asarray([map_ax, density_ax])
+
+
+def plot_flow_paths(model, data, x_star: ArrayLike, label: str = "flow matching", n_paths: int = 40) -> np.ndarray:
+    """A continuous flow's paths from base points (t = 0) to y (t = 1), one panel per x*, beside the
+    truth's p(y | x*) turned on its side at t = 1.
+
+    ``model.trajectories(x, z, times)`` must give the states at ``times`` (T,) of paths from base points z at
+    one input x: shape (T, len(z)), in units of y.
+    """
+    x_star = np.atleast_1d(finite_array(x_star, "x_star"))
+    z = np.quantile(np.random.default_rng(0).standard_normal(20_000), (np.arange(n_paths) + 0.5) / n_paths)
+    times = np.linspace(0.0, 1.0, 11)  # a solve per interval: the curves are smooth between
+    figure, axes = plt.subplots(1, len(x_star), figsize=(4.2 * len(x_star), 4), layout="constrained", squeeze=False)
+    for ax, xs in zip(axes[0], x_star):
+        states = model.trajectories(xs, z, times)
+        ax.plot(times, states, color=MODEL_COLOURS[1], lw=0.7, alpha=0.6)
+        lo, hi = states[-1].min(), states[-1].max()
+        grid = np.linspace(lo - 0.1 * (hi - lo + 1e-9), hi + 0.1 * (hi - lo + 1e-9), 800)
+        density = np.exp(data.truth.log_prob(grid, xs))
+        ax.fill_betweenx(grid, 1.0, 1.0 + 0.25 * density / density.max(), color="0.3", alpha=0.35, lw=0,
+                         label="truth p(y | x*), on its side")  # fmt: skip
+        ax.set(xlabel="time t (0: base, 1: data)", ylabel=Y_LABEL, title=f"x* = {xs:.3g}", xlim=(0, 1.27))
+    axes[0][0].plot([], [], color=MODEL_COLOURS[1], lw=1.0, label=f"{label} paths from N(0, 1)")
+    axes[0][0].legend(fontsize="x-small", loc="upper left")
+    figure.suptitle(f"{data.name}: {label}, paths from noise to data")
+    return axes[0]

@@ -1,0 +1,218 @@
+"""The normalising flows: densities against closed forms and scipy, the ODE against a Gaussian it must
+reproduce, gradients, bad options, and training that closes the gap."""
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from zuko.distributions import NormalizingFlow
+
+from generate_dataset import inverted_sinusoid_mixture, linear_mixture
+from utilis.flow_utilis import FlowMatching, ODEFlow, SplineFlow, mlp_and_derivative
+from utilis.metrics import bayes_gap
+from utilis.networks import mlp
+
+Y_MEAN, Y_SD = 1.5, 2.0
+
+
+def by_hand(model, head_bias: np.ndarray | None = None):
+    """``model`` with z-scoring (Y_MEAN, Y_SD) and x's sd 1, its head's weights zeroed (the same flow at
+    every x) and its bias set (zero: for a spline flow, identity splines), marked fitted."""
+    with torch.no_grad():
+        model.scaling.y_mean.fill_(Y_MEAN)
+        model.scaling.y_sd.fill_(Y_SD)
+        head = model.net[-1]
+        head.weight.zero_()
+        head.bias.copy_(torch.as_tensor(0.0 if head_bias is None else head_bias, dtype=torch.float32))
+        model.fitted.fill_(True)
+    return model
+
+
+# ---- the spline flow -----------------------------------------------------------------------------------
+def test_identity_splines_leave_the_z_scored_gaussian():
+    """Splines with equal bins and unit slopes are the identity: the flow is the affine map of the
+    z-scoring, and p(y | x) = N(Y_MEAN, Y_SD²), inside the splines' bound and beyond it."""
+    model = by_hand(SplineFlow(bins=6, transforms=2, bound=3.0))
+    y, x = np.linspace(-15, 15, 301), np.array([-2.0, 0.0, 40.0])
+    expected = stats.norm.logpdf(y, Y_MEAN, Y_SD)[:, None] + 0 * x
+    np.testing.assert_allclose(model.log_prob(y[:, None], x[None, :]), expected, rtol=0, atol=1e-12)
+    with torch.no_grad():  # forward() is zuko's NormalizingFlow, in float32
+        distribution = model(torch.zeros(301))
+        np.testing.assert_allclose(distribution.log_prob(torch.tensor(y)), expected[:, 0], atol=1e-5)
+    assert isinstance(distribution, NormalizingFlow)
+
+
+def rational_quadratic(y, knots_x, knots_y, slopes):
+    """Durkan et al. (2019), eqs. 4 and 5 written out in numpy: the monotonic rational-quadratic spline
+    through (knots_x, knots_y) with derivatives ``slopes`` at the knots, the identity outside, and its
+    derivative."""
+    y = np.asarray(y, dtype=np.float64)
+    out, derivative = y.copy(), np.ones_like(y)
+    k = np.searchsorted(knots_x, y, side="right") - 1
+    inside = (k >= 0) & (k < len(knots_x) - 1)
+    k = k[inside]
+    width, height = knots_x[k + 1] - knots_x[k], knots_y[k + 1] - knots_y[k]
+    s, d0, d1 = height / width, slopes[k], slopes[k + 1]
+    xi = (y[inside] - knots_x[k]) / width
+    denominator = s + (d0 + d1 - 2 * s) * xi * (1 - xi)
+    out[inside] = knots_y[k] + height * (s * xi**2 + d0 * xi * (1 - xi)) / denominator
+    derivative[inside] = s**2 * (d1 * xi**2 + 2 * s * xi * (1 - xi) + d0 * (1 - xi) ** 2) / denominator**2
+    return out, derivative
+
+
+def test_spline_density_matches_the_rational_quadratic_closed_form():
+    bins = 5
+    raw = np.random.default_rng(0).normal(0.0, 1.5, 3 * bins - 1)  # unequal widths, heights and slopes
+    model = by_hand(SplineFlow(bins=bins, transforms=1, bound=4.0), head_bias=raw)
+    with torch.no_grad():
+        spline = model._splines(model.spline_parameters(torch.zeros(1, dtype=torch.float64)).double()).transforms[0]
+    knots_x, knots_y, slopes = (t[0].double().numpy() for t in (spline.horizontal, spline.vertical, spline.derivatives))
+    assert knots_x[0] == -4.0 and knots_x[-1] == pytest.approx(4.0) and np.all(np.diff(knots_x) > 0)
+    y = np.linspace(-15, 20, 2001)
+    z, slope = rational_quadratic((y - Y_MEAN) / Y_SD, knots_x, knots_y, slopes)
+    expected = stats.norm.logpdf(z) + np.log(slope) - np.log(Y_SD)
+    np.testing.assert_allclose(model.log_prob(y, 0.3), expected, rtol=0, atol=1e-9)
+    assert np.ptp(expected - stats.norm.logpdf(y, Y_MEAN, Y_SD)) > 0.5  # not the identity
+
+
+@pytest.mark.parametrize("make", [linear_mixture, inverted_sinusoid_mixture])
+def test_the_spline_flow_starts_at_the_marginal_of_y(make):
+    """Before training, p(y | x) is a smooth fit of the marginal p(y) at every x: its CDF at the
+    training y's quantiles is the quantiles' level (the knots start at the quantiles)."""
+    data = make(n_samples=2000, seed=0)
+    model = SplineFlow()
+    model.fit(data.x_train, data.y_train, progress=False, epochs=1, lr=1e-12)  # a step too small to move
+    levels = np.linspace(0.05, 0.95, 19)
+    for x in np.quantile(data.x_train, [0.1, 0.9]):
+        draws = model.sample(x, 20_000, seed=0)[:, 0]
+        cdf = (draws[:, None] <= np.quantile(data.y_train, levels)).mean(axis=0)
+        np.testing.assert_allclose(cdf, levels, atol=0.02)
+
+
+# ---- the continuous flow -----------------------------------------------------------------------------
+MU, SIGMA = 0.7, 0.3
+
+
+def gaussian_field(t: torch.Tensor, y: torch.Tensor, derivative: bool):
+    """The marginal velocity of straight paths from N(0, 1) to N(MU, SIGMA²): E[ỹ_1 - z | ỹ_t = y],
+    linear in y. Its flow carries N(0, 1) at t = 0 to N(MU, SIGMA²) at t = 1 exactly."""
+    slope = (t * SIGMA**2 - (1 - t)) / ((1 - t) ** 2 + (t * SIGMA) ** 2)
+    return MU + slope * (y - t * MU), (slope.expand(y.shape) if derivative else None)
+
+
+def test_the_ode_reproduces_the_gaussian_its_field_leads_to():
+    y = torch.linspace(-3, 4, 141, dtype=torch.float64)
+    expected = stats.norm.logpdf(y.numpy(), MU, SIGMA)
+    errors = []
+    for tolerance in (1e-4, 1e-6, 1e-8):
+        flow = NormalizingFlow(ODEFlow(gaussian_field, atol=tolerance, rtol=tolerance), torch.distributions.Normal(0, 1))
+        errors.append(np.abs(flow.log_prob(y).numpy() - expected).max())
+    # the error follows the tolerance down; it is larger than the tolerance where y is many sds out
+    # (an error e in the base point z costs |z| e nats there: here |z| reaches 11)
+    assert errors[0] < 0.05 and errors[1] < 1e-4 and errors[2] < 1e-6, errors
+    assert errors[0] > errors[1] > errors[2]
+    # samples: the ODE run forward from the base
+    draws = NormalizingFlow(ODEFlow(gaussian_field), torch.distributions.Normal(0, 1)).sample((4000,))
+    assert stats.kstest(draws.numpy(), stats.norm(MU, SIGMA).cdf).pvalue > 1e-3
+
+
+def test_the_fields_derivative_is_exact():
+    net = mlp(3, 1, 16, 3).double()
+    inputs = torch.randn(50, 3, dtype=torch.float64, requires_grad=True)
+    layers = [(layer.weight, layer.bias) for layer in net if isinstance(layer, torch.nn.Linear)]
+    value, derivative = mlp_and_derivative(layers, inputs, derivative=True)
+    (expected,) = torch.autograd.grad(net(inputs).sum(), inputs)
+    torch.testing.assert_close(value, net(inputs), rtol=0, atol=1e-14)
+    torch.testing.assert_close(derivative[:, 0], expected[:, 0], rtol=0, atol=1e-14)
+
+
+def test_a_constant_field_shifts_the_base():
+    """v = c moves every point by c: p(y | x) = N(Y_MEAN + Y_SD c, Y_SD²), through the whole model."""
+    c = 0.8
+    with torch.no_grad():
+        model = FlowMatching(hidden=8)
+        for layer in model.net:
+            if isinstance(layer, torch.nn.Linear):
+                layer.weight.zero_()
+    model = by_hand(model, head_bias=np.array([c]))
+    y = np.linspace(-8, 12, 201)
+    np.testing.assert_allclose(model.log_prob(y, 2.0), stats.norm.logpdf(y, Y_MEAN + Y_SD * c, Y_SD), atol=1e-9)
+
+
+# ---- both -----------------------------------------------------------------------------------------------
+def test_gradients_reach_every_parameter():
+    data = linear_mixture(n_samples=300, seed=0)
+    x, y = torch.tensor(data.x_train), torch.tensor(data.y_train)
+    spline = SplineFlow(bins=6, transforms=2, hidden=16)
+    matching = FlowMatching(hidden=16)
+    for model in (spline, matching):
+        model.scaling.fit(data.x_train, data.y_train)
+    losses = {
+        "spline NLL": (spline, lambda: -spline(x).log_prob(y).mean()),
+        "matching loss": (matching, lambda: matching.matching_loss(x, y)),
+        "matching NLL, through the ODE's adjoint": (matching, lambda: -matching(x[:20]).log_prob(y[:20]).mean()),
+    }
+    for what, (model, loss) in losses.items():
+        model.zero_grad()
+        loss().backward()
+        for name, parameter in model.named_parameters():
+            assert parameter.grad is not None and torch.any(parameter.grad != 0), (what, name)
+
+
+def test_the_float32_distribution_agrees_with_the_float64_density():
+    data = inverted_sinusoid_mixture(n_samples=500, seed=0)
+    model = FlowMatching(hidden=16)
+    model.fit(data.x_train, data.y_train, progress=False, epochs=3)
+    x, y = data.x_test[:20], data.y_test[:20]
+    with torch.no_grad():
+        torch_log_p = model(torch.tensor(x)).log_prob(torch.tensor(y)).numpy()
+    np.testing.assert_allclose(torch_log_p, model.log_prob(y, x), atol=1e-3)
+
+
+def test_a_tighter_solve_changes_the_density_by_about_the_tolerance():
+    data = inverted_sinusoid_mixture(n_samples=500, seed=0)
+    model = FlowMatching(hidden=16)
+    model.fit(data.x_train, data.y_train, progress=False, epochs=5)
+    x, y = data.x_test, data.y_test
+    default, tight = model.log_prob(y, x), model.log_prob(y, x, atol=1e-10, rtol=1e-10)
+    assert 0 < np.abs(default - tight).max() < 10 * model.atol
+    with pytest.raises(ValueError, match="atol must be a finite number > 0, got 0"):
+        model.log_prob(y, x, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: SplineFlow(bins=0), "bins must be >= 1, got 0"),
+        (lambda: SplineFlow(transforms=0), "transforms must be >= 1, got 0"),
+        (lambda: SplineFlow(bins=2.5), "bins must be an integer"),
+        (lambda: SplineFlow(bound=0.0), "bound must be a finite number > 0"),
+        (lambda: SplineFlow(slope=1.0), "slope must be < 1"),
+        (lambda: SplineFlow(hidden=0), "hidden must be >= 1"),
+        (lambda: FlowMatching(atol=0.0), "atol must be a finite number > 0, got 0.0"),
+        (lambda: FlowMatching(rtol=-1e-5), "rtol must be a finite number > 0"),
+        (lambda: FlowMatching(depth=0), "depth must be >= 1"),
+    ],
+)
+def test_bad_options_raise(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+@pytest.mark.parametrize("kind", [SplineFlow, FlowMatching])
+def test_bad_batches_raise(kind):
+    with pytest.raises(ValueError, match="x must be a 1-D tensor"):
+        kind()(torch.zeros(4, 2))
+
+
+@pytest.mark.parametrize(("kind", "bound"), [(SplineFlow, 0.25), (FlowMatching, 0.6)])
+def test_a_short_training_closes_most_of_the_gap(kind, bound):
+    """From the start (one Gaussian over all y for the spline flow), a few epochs close most of the gap."""
+    data = inverted_sinusoid_mixture(n_samples=2000, seed=0)
+    x, y, _ = data.sample(2000, seed=1)
+    model = kind(hidden=32)
+    model.fit(data.x_train, data.y_train, progress=False, epochs=1, lr=1e-12)  # a step too small to move
+    start = bayes_gap(model, data.truth, x, y).gap
+    model.fit(data.x_train, data.y_train, progress=False, epochs=30)
+    trained = bayes_gap(model, data.truth, x, y).gap
+    assert trained < bound < start, (start, trained)

@@ -1,0 +1,495 @@
+"""Normalising flows for p(y | x): a conditional rational-quadratic spline flow, and a continuous flow
+trained by flow matching, both on zuko.
+
+Both map y, z-scored with the training data's statistics (ỹ = (y - m_y) / s_y), to a standard normal
+base variable z through a bijection f_x that x sets, so that by the change of variables
+
+.. math::
+    \\log p(y \\mid x) = \\log \\mathcal{N}(f_x(\\tilde y); 0, 1)
+        + \\log \\left| \\frac{\\partial f_x(\\tilde y)}{\\partial \\tilde y} \\right| - \\log s_y .
+
+- :class:`SplineFlow`: f_x = g_T ∘ ... ∘ g_1, each g_t a monotonic rational-quadratic spline with K
+  bins on [-B, B] and the identity outside it (Durkan et al. 2019), whose bin widths, heights and
+  knot derivatives an MLP computes from x. It is trained by maximum likelihood.
+- :class:`FlowMatching`: f_x is the flow of an ODE dỹ/dt = v(ỹ, t, x) from t = 1 (the data) back to
+  t = 0 (the base). The vector field is learned by regression on straight paths from a Gaussian
+  (conditional flow matching, Lipman et al. 2023), with no ODE in training:
+
+  .. math::
+      \\min_v \\mathbb{E}_{t \\sim U(0, 1),\\, z \\sim \\mathcal{N}(0, 1),\\, (x, \\tilde y) \\sim \\text{data}}
+          \\left\\| v((1 - t) z + t \\tilde y, t, x) - (\\tilde y - z) \\right\\|^2 ,
+
+  and scored in nats through the instantaneous change of variables (Chen et al. 2018), exact for a
+  scalar y, whose divergence is one derivative:
+
+  .. math::
+      \\log p_1(\\tilde y_1 \\mid x) = \\log \\mathcal{N}(\\tilde y_0; 0, 1)
+          - \\int_0^1 \\frac{\\partial v}{\\partial \\tilde y}(\\tilde y_t, t, x) \\, dt .
+
+Each ``forward(x)`` returns a ``torch.distributions.Distribution`` over y (zuko's
+``NormalizingFlow``), and each speaks the conditional-density protocol through
+:class:`utilis.networks.NetworkDensity`: the numpy boundary computes in float64 (the networks in
+float32), and draws its base noise from the numpy generator it is given.
+
+References:
+    | Neural Spline Flows (Durkan et al., 2019), https://arxiv.org/abs/1906.04032
+    | Flow Matching for Generative Modeling (Lipman et al., 2023), https://arxiv.org/abs/2210.02747
+    | Neural Ordinary Differential Equations (Chen et al., 2018), https://arxiv.org/abs/1806.07366
+    | zuko: normalizing flows in PyTorch (Rozet et al.), https://github.com/probabilists/zuko
+
+Example:
+    >>> from generate_dataset import inverted_sinusoid_mixture
+    >>> data = inverted_sinusoid_mixture(n_samples=500, seed=0)
+    >>> flow = SplineFlow(bins=8, hidden=16)
+    >>> history = flow.fit(data.x_train, data.y_train, progress=False, epochs=3)
+    >>> flow.sample(data.x_test[:5], 10).shape
+    (10, 5)
+    >>> matching = FlowMatching(hidden=16, atol=1e-4, rtol=1e-4)
+    >>> history = matching.fit(data.x_train, data.y_train, progress=False, epochs=3)
+    >>> matching.log_prob(data.y_test[:4], data.x_test[:4]).shape
+    (4,)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from numpy.typing import ArrayLike
+from scipy import stats
+from torch import Tensor, nn
+from torch.distributions import Normal, Transform, constraints
+from torch.nn import functional as F
+from zuko.distributions import NormalizingFlow
+from zuko.transforms import ComposedTransform, MonotonicRQSTransform
+from zuko.utils import odeint
+
+from utilis.networks import Z_LIMIT, NetworkDensity, Standardiser, check_fit_data, default_batch_size, mlp
+from utilis.protocol import check_count, check_inputs, check_positive
+from utilis.training import History, pick_device, train
+
+__all__ = ["FlowMatching", "ODEFlow", "SplineFlow", "ZScore", "mlp_and_derivative"]
+
+Field = Callable[[Tensor, Tensor, bool], tuple[Tensor, Tensor | None]]
+
+
+class ZScore(Transform):
+    """ỹ = (y - mean) / sd, clipped at ±``Z_LIMIT``; log |dỹ/dy| = -log sd.
+
+    The clip keeps a query of 1e300 finite (a network fed it would overflow); past it the density is
+    that of the clip, as for every network here (:data:`utilis.networks.Z_LIMIT`).
+    """
+
+    domain = constraints.real
+    codomain = constraints.real
+    bijective = True
+    sign = +1
+
+    def __init__(self, mean: Tensor, sd: Tensor):
+        super().__init__()
+        self.mean, self.sd = mean, sd
+
+    def _call(self, y: Tensor) -> Tensor:
+        return ((y.to(self.mean.dtype) - self.mean) / self.sd).clamp(-Z_LIMIT, Z_LIMIT)
+
+    def _inverse(self, z: Tensor) -> Tensor:
+        return self.mean + self.sd * z
+
+    def log_abs_det_jacobian(self, y: Tensor, z: Tensor) -> Tensor:
+        return (-self.sd.log()).expand(y.shape)
+
+
+class _FlowModel(NetworkDensity):
+    """What both flows share: z-scoring, the base N(0, 1), numpy in and out in float64."""
+
+    def __init__(self):
+        super().__init__()
+        self.scaling = Standardiser()
+
+    def _z_score(self, dtype: torch.dtype) -> ZScore:
+        return ZScore(self.scaling.y_mean.to(dtype), self.scaling.y_sd.to(dtype))
+
+    def _flow(self, transform: Transform, like: Tensor) -> NormalizingFlow:
+        """The flow from y through ``transform`` (after the z-scoring) to N(0, 1), batch shape of ``like``."""
+        base = Normal(torch.zeros_like(like), torch.ones_like(like), validate_args=False)
+        return NormalizingFlow(ComposedTransform(self._z_score(like.dtype), transform), base)
+
+    @staticmethod
+    def _numpy(values: Tensor) -> np.ndarray:
+        return values.detach().double().cpu().numpy()
+
+    @torch.no_grad()
+    def push_forward(self, x: ArrayLike, z: ArrayLike) -> np.ndarray:
+        """y = T(z; x): base points z (a scalar or 1-D) carried to y at each x (a scalar or 1-D), the
+        inverse of the flow's map to the base: shape (len(z), len(x)), float64."""
+        x, z = check_inputs(x), check_inputs(z, "z")
+        self._check_ready()
+        x_all = self._as_tensor(np.tile(x, len(z)))  # (len(z) len(x),), z-major
+        z_all = self._as_tensor(np.repeat(z, len(x))).float()
+        return self._numpy(self(x_all).transform.inv(z_all)).reshape(len(z), len(x))
+
+
+class SplineFlow(_FlowModel):
+    """A conditional neural spline flow over a scalar y given a scalar x.
+
+    T monotonic rational-quadratic splines, each with K bins on [-B, B] (in training standard
+    deviations of y) and the identity outside, composed; an MLP maps the z-scored x to the T (3K - 1)
+    unconstrained widths, heights and inner knot derivatives (zuko's ``MonotonicRQSTransform``, whose
+    slopes lie in [slope, 1 / slope]). The head starts near zero, so training starts from the
+    identity: p(y | x) = N(m_y, s_y²).
+
+    Defaults chosen by measurement (benchmarks/bench_flows.py, gap to the Bayes floor on 20,000
+    fresh points, 20,000 training points, mean of 3 seeds): see the numbers below the arguments.
+
+    Args:
+        bins: K, bins per spline.
+        transforms: T, splines composed.
+        hidden, depth: width and number of hidden layers of the MLP.
+        bound: B, the spline's half-width in training standard deviations of y; the flow is the
+            identity beyond it (Gaussian tails).
+        slope: the least slope of a spline (zuko's ``slope``), in (0, 1).
+    """
+
+    def __init__(
+        self,
+        bins: int = 32,
+        transforms: int = 1,
+        hidden: int = 64,
+        depth: int = 3,
+        bound: float = 4.0,
+        slope: float = 1e-7,
+    ):
+        super().__init__()
+        self.bins = check_count(bins, "bins")
+        self.transforms = check_count(transforms, "transforms")
+        self.bound = check_positive(bound, "bound")
+        self.slope = check_positive(slope, "slope")
+        if self.slope >= 1.0:
+            raise ValueError(f"slope must be < 1, got {slope!r}")
+        outputs = self.transforms * (3 * self.bins - 1)  # per spline: K widths, K heights, K - 1 derivatives
+        self.net = mlp(1, outputs, check_count(hidden, "hidden"), check_count(depth, "depth"))
+
+    def spline_parameters(self, x: Tensor) -> Tensor:
+        """The unconstrained spline parameters for a batch of x (n,): (n, T, 3K - 1), float32."""
+        if x.ndim != 1:
+            raise ValueError(f"x must be a 1-D tensor of inputs, got shape {tuple(x.shape)}")
+        return self.net(self.scaling.z_x(x)[:, None]).unflatten(-1, (self.transforms, 3 * self.bins - 1))
+
+    def _splines(self, parameters: Tensor) -> ComposedTransform:
+        """g_T ∘ ... ∘ g_1 for parameters (..., T, 3K - 1): z-scored y to the base variable."""
+        k = self.bins
+        splines = []
+        for p in parameters.unbind(-2):
+            # contiguous: elementwise ops on strided views of the network's output take torch's slow path
+            widths, heights, derivatives = (part.contiguous() for part in p.split((k, k, k - 1), dim=-1))
+            splines.append(MonotonicRQSTransform(widths, heights, derivatives, bound=self.bound, slope=self.slope))
+        return ComposedTransform(*splines)
+
+    def forward(self, x: Tensor) -> NormalizingFlow:
+        """p(y | x) for a batch of x (n,): a zuko ``NormalizingFlow`` with batch shape (n,)."""
+        return self._flow(self._splines(self.spline_parameters(x)), like=x.float())
+
+    # ---- fitting --------------------------------------------------------------------------------
+    def fit(self, x: ArrayLike, y: ArrayLike, *, seed: int | None = 0, **train_kwargs) -> History:
+        """Draw initial weights from ``seed``, set the z-scoring from (x, y), start at the identity, and
+        train by the shared loop on the negative log-likelihood.
+
+        ``train_kwargs`` go to :func:`utilis.training.train` (epochs, lr, batch_size, progress...).
+        """
+        x, y = check_fit_data(x, y)
+        self._start_fit(seed)
+        self.scaling.fit(x, y)
+        self._start_at_marginal(y)
+        settings = {"lr": 1e-2, "batch_size": default_batch_size(len(x)), "epochs": 100, "patience": 30}
+        settings["description"] = f"spline flow, {self.transforms} x {self.bins} bins"
+        history = train(self, x, y, seed=seed, **{**settings, **train_kwargs})
+        self._finish_fit()
+        return history
+
+    @torch.no_grad()
+    def _start_at_marginal(self, y: np.ndarray) -> None:
+        """Start p(y | x) at a smooth fit of the marginal p(y), at every x: the first spline's knots at
+        K-quantiles of the training y (each bin holds a K-th of the points) mapped to the standard
+        normal's K-quantiles, its knot slopes the geometric means of its neighbouring bins' slopes;
+        the other splines the identity. The head's weights are scaled down, so the start barely
+        depends on x. Measured against a start at the identity, see the class's docstring."""
+        k, bound = self.bins, self.bound
+        y_z = (y - y.mean()) / (y.std() or 1.0)
+        mass = np.arange(1, k) / k
+        edge = stats.norm.cdf(-bound)
+        knots_x = np.concatenate([[-bound], np.clip(np.quantile(y_z, mass), -bound, bound), [bound]])
+        knots_z = np.concatenate([[-bound], stats.norm.ppf(edge + mass * (1 - 2 * edge)), [bound]])
+        widths = np.maximum(np.diff(knots_x), 1e-6 * bound)  # tied quantiles: a bin of (almost) no width
+        slopes = np.diff(knots_z) / widths
+        # zuko squashes each raw value r to r / (1 + |r| / c); these are the raw values that squash to the target
+        squash = -np.log(self.slope)
+
+        def raw(target: np.ndarray, c: float) -> np.ndarray:
+            target = np.clip(target, -0.99 * c, 0.99 * c)
+            return target / (1 - np.abs(target) / c)
+
+        log_widths, log_heights = np.log(widths), np.log(np.diff(knots_z))
+        first = np.concatenate(
+            [
+                raw(log_widths - log_widths.mean(), squash / 2),  # softmax: only differences count
+                raw(log_heights - log_heights.mean(), squash / 2),
+                raw(0.5 * np.log(slopes[:-1] * slopes[1:]), squash),
+            ]
+        )
+        bias = np.zeros((self.transforms, 3 * k - 1))
+        bias[0] = first
+        head = self.net[-1]
+        head.weight.mul_(0.1)
+        head.bias.copy_(torch.as_tensor(bias.ravel(), dtype=head.bias.dtype))
+
+    # ---- the density, in numpy ------------------------------------------------------------------
+    @torch.no_grad()
+    def _given_x(self, x: np.ndarray) -> tuple[np.ndarray]:
+        return (self._numpy(self.spline_parameters(self._as_tensor(x))),)
+
+    @torch.no_grad()
+    def _log_prob(self, y: np.ndarray, x: np.ndarray, parameters: np.ndarray) -> np.ndarray:
+        shape = np.broadcast_shapes(y.shape, parameters.shape[:-2])
+        y_t, parameters_t = self._as_tensor(y).expand(shape), self._as_tensor(parameters)
+        return self._numpy(self._flow(self._splines(parameters_t), like=y_t).log_prob(y_t)).reshape(shape)
+
+    @torch.no_grad()
+    def _sample(self, x: np.ndarray, n: int, rng: np.random.Generator, parameters: np.ndarray) -> np.ndarray:
+        z = self._as_tensor(rng.standard_normal((n, len(x))))
+        flow = self._flow(self._splines(self._as_tensor(parameters)), like=z)
+        return self._numpy(flow.transform.inv(z))
+
+
+class ODEFlow(Transform):
+    """ỹ at t = 1 (data) to ỹ at t = 0 (base) along dỹ/dt = v(ỹ, t): an ODE integrated by zuko's
+    adaptive Dormand-Prince solver, with log |dỹ_0 / dỹ_1| = -∫_0^1 ∂v/∂ỹ dt from the same solve.
+
+    ``field(t, y, derivative)`` returns v(y, t) and, when ``derivative`` is true, ∂v/∂ỹ as well, for
+    each element of ``y`` alone. ``parameters`` are the tensors the adjoint differentiates (none for
+    evaluation). The solver's step size is shared by the batch, so a point's log-density can differ,
+    within the tolerances, between batches that hold different points.
+    """
+
+    domain = constraints.real
+    codomain = constraints.real
+    bijective = True
+    sign = +1
+
+    def __init__(self, field: Field, parameters: tuple[Tensor, ...] = (), atol: float = 1e-5, rtol: float = 1e-5):
+        super().__init__()
+        self.field, self.parameters, self.atol, self.rtol = field, parameters, atol, rtol
+
+    def _solve(self, f: Callable, state: Tensor | tuple[Tensor, Tensor], t0: float, t1: float):
+        return odeint(f, state, t0, t1, self.parameters, self.atol, self.rtol)
+
+    def _call(self, y: Tensor) -> Tensor:
+        return self._solve(lambda t, y: self.field(t, y, False)[0], y, 1.0, 0.0)
+
+    def _inverse(self, z: Tensor) -> Tensor:
+        return self._solve(lambda t, y: self.field(t, y, False)[0], z, 0.0, 1.0)
+
+    def call_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        # (ỹ, log-determinant) together; integrating ∂v/∂ỹ from t = 1 to 0 gives -∫_0^1 ∂v/∂ỹ dt
+        z, ladj = self._solve(lambda t, y, _: self.field(t, y, True), (y, torch.zeros_like(y)), 1.0, 0.0)
+        return z, ladj
+
+    def log_abs_det_jacobian(self, y: Tensor, z: Tensor) -> Tensor:
+        return self.call_and_ladj(y)[1]
+
+
+def mlp_and_derivative(
+    layers: list[tuple[Tensor, Tensor]], inputs: Tensor, derivative: bool
+) -> tuple[Tensor, Tensor | None]:
+    """An MLP of linear layers with SiLU between them (:func:`utilis.networks.mlp`), given as its
+    (weight, bias) pairs, on ``inputs`` (..., features); with ``derivative``, also the derivative of
+    its outputs with respect to the first input feature, carried forward layer by layer (exact, and
+    usable inside zuko's solver, where torch's forward-mode AD is off).
+
+    Returns the outputs (..., outputs) and the derivative (..., outputs) or None.
+    """
+    h = inputs
+    dh = None
+    for i, (weight, bias) in enumerate(layers):
+        if dh is None and derivative:
+            h, dh = F.linear(h, weight, bias), weight[:, 0].expand(*h.shape[:-1], -1)  # d(first layer)/d(input 0)
+        else:
+            h, dh = F.linear(h, weight, bias), None if dh is None else F.linear(dh, weight)
+        if i < len(layers) - 1:  # SiLU: h σ(h), whose slope is σ(h) (1 + h (1 - σ(h)))
+            gate = torch.sigmoid(h)
+            if dh is not None:
+                dh = dh * gate * (1 + h * (1 - gate))
+            h = h * gate
+    return h, dh
+
+
+class FlowMatching(_FlowModel):
+    """A continuous normalising flow over a scalar y given a scalar x, trained by flow matching.
+
+    The vector field v(ỹ, t, x) is an MLP on (ỹ, t, z-scored x); it is trained by regression on the
+    straight paths ỹ_t = (1 - t) z + t ỹ from z ~ N(0, 1) to the z-scored data, whose velocity is
+    ỹ - z (no ODE is solved in training). Samples integrate the ODE from t = 0 to 1; log p(y | x)
+    integrates it back with the exact divergence (see the module's docstring), to the tolerances
+    ``atol`` and ``rtol`` of the adaptive solver (log-density errors of about ``atol`` nats).
+
+    Args:
+        hidden, depth: width and number of hidden layers of the field's MLP.
+        atol, rtol: absolute and relative tolerances of the ODE solver, > 0.
+        paths: straight paths drawn per training point and step (fresh t and z each), to lower the
+            variance of the regression target.
+    """
+
+    def __init__(
+        self,
+        hidden: int = 64,
+        depth: int = 3,
+        atol: float = 1e-5,
+        rtol: float = 1e-5,
+        paths: int = 1,
+        frequencies: int = 0,
+        time_power: float = 1.0,
+    ):
+        super().__init__()
+        self.atol = check_positive(atol, "atol")
+        self.rtol = check_positive(rtol, "rtol")
+        self.paths = check_count(paths, "paths")
+        self.frequencies = check_count(frequencies, "frequencies", minimum=0)
+        self.time_power = check_positive(time_power, "time_power")
+        self.net = mlp(3 + 2 * self.frequencies, 1, check_count(hidden, "hidden"), check_count(depth, "depth"))
+        self._noise: torch.Generator | None = None  # the training paths' noise, during fit only
+        self._noise_seed = 0
+        self._tolerances: tuple[float, float] | None = None  # set by log_prob(..., atol, rtol) while it runs
+
+    def _inputs(self, y: Tensor, t: Tensor, x_z: Tensor) -> Tensor:
+        """The field's inputs (..., 3 + 2F): ỹ first (its derivative is the divergence), x, t and its features."""
+        columns = [y, x_z.expand(y.shape), t]
+        if self.frequencies:
+            angles = t[..., None] * (math.pi * torch.arange(1, self.frequencies + 1, dtype=t.dtype, device=t.device))
+            columns += [*angles.sin().unbind(-1), *angles.cos().unbind(-1)]
+        return torch.stack(columns, dim=-1)
+
+    def _layers(self, dtype: torch.dtype) -> list[tuple[Tensor, Tensor]]:
+        return [(m.weight.to(dtype), m.bias.to(dtype)) for m in self.net if isinstance(m, nn.Linear)]
+
+    def _field(self, x_z: Tensor, dtype: torch.dtype = torch.float32) -> Field:
+        """v(ỹ, t, x) (and ∂v/∂ỹ) for the z-scored x of a batch, in ``dtype`` (float64: the weights copied)."""
+        layers = self._layers(dtype)
+        x_z = x_z.to(dtype)
+
+        def field(t: Tensor, y: Tensor, derivative: bool) -> tuple[Tensor, Tensor | None]:
+            v, dv = mlp_and_derivative(layers, self._inputs(y, t.to(dtype).expand(y.shape), x_z), derivative)
+            return v[..., 0], None if dv is None else dv[..., 0]
+
+        return field
+
+    def _ode(self, x_z: Tensor, dtype: torch.dtype, atol: float | None = None, rtol: float | None = None) -> ODEFlow:
+        parameters = (*self.parameters(),) if torch.is_grad_enabled() else ()
+        return ODEFlow(self._field(x_z, dtype), parameters, atol or self.atol, rtol or self.rtol)
+
+    def forward(self, x: Tensor) -> NormalizingFlow:
+        """p(y | x) for a batch of x (n,): a zuko ``NormalizingFlow`` whose log_prob and sample solve the ODE."""
+        if x.ndim != 1:
+            raise ValueError(f"x must be a 1-D tensor of inputs, got shape {tuple(x.shape)}")
+        return self._flow(self._ode(self.scaling.z_x(x), torch.float32), like=x.float())
+
+    # ---- fitting --------------------------------------------------------------------------------
+    def matching_loss(self, x: Tensor, y: Tensor) -> Tensor:
+        """The conditional flow-matching loss on a batch: mean of (v(ỹ_t, t, x) - (ỹ - z))².
+
+        In training the paths are drawn fresh from the model's noise generator; in evaluation (the
+        validation loss) from one fixed draw, so that epochs are compared on the same paths.
+        """
+        x_z, y_z = self.scaling.z_x(x), self.scaling.z_y(y)
+        if self.paths > 1:
+            x_z, y_z = x_z.repeat(self.paths), y_z.repeat(self.paths)
+        generator = self._noise
+        if generator is None or not self.training:
+            generator = torch.Generator(device=x_z.device).manual_seed(self._noise_seed)
+        t = torch.rand(y_z.shape, generator=generator, device=y_z.device)
+        if self.time_power != 1.0:
+            t = 1 - (1 - t) ** self.time_power
+        z = torch.randn(y_z.shape, generator=generator, device=y_z.device)
+        v = self.net(self._inputs((1 - t) * z + t * y_z, t, x_z))[..., 0]
+        return (v - (y_z - z)).square().mean()
+
+    def fit(self, x: ArrayLike, y: ArrayLike, *, seed: int | None = 0, **train_kwargs) -> History:
+        """Draw initial weights and the training paths' noise from ``seed``, set the z-scoring from
+        (x, y), and train the field by the shared loop on the flow-matching loss.
+
+        ``train_kwargs`` go to :func:`utilis.training.train` (epochs, lr, batch_size, progress...).
+        """
+        x, y = check_fit_data(x, y)
+        self._start_fit(seed)
+        self.scaling.fit(x, y)
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
+        self._noise_seed = seed
+        self._noise = torch.Generator(device=pick_device(train_kwargs.get("device"))).manual_seed(seed)
+        settings = {"lr": 1e-2, "batch_size": default_batch_size(len(x)), "epochs": 100, "patience": 30}
+        settings["description"] = "flow matching"
+        try:
+            history = train(self, x, y, loss=FlowMatching.matching_loss, seed=seed, **{**settings, **train_kwargs})
+        finally:
+            self._noise = None
+        self._finish_fit()
+        return history
+
+    # ---- the density, in numpy ------------------------------------------------------------------
+    @torch.no_grad()
+    def _given_x(self, x: np.ndarray) -> tuple[np.ndarray]:
+        return (self._numpy(self.scaling.z_x(self._as_tensor(x))),)
+
+    def log_prob(
+        self, y: ArrayLike, x: ArrayLike, *, atol: float | None = None, rtol: float | None = None
+    ) -> np.ndarray:
+        """log p(y | x), as the protocol's ``log_prob``, with the ODE solved to ``atol`` and ``rtol``
+        (the model's own tolerances by default): a tighter solve shows what the default one costs."""
+        tolerances = (
+            self.atol if atol is None else check_positive(atol, "atol"),
+            self.rtol if rtol is None else check_positive(rtol, "rtol"),
+        )
+        previous, self._tolerances = self._tolerances, tolerances
+        try:
+            return super().log_prob(y, x)
+        finally:
+            self._tolerances = previous
+
+    @torch.no_grad()
+    def _log_prob(self, y: np.ndarray, x: np.ndarray, x_z: np.ndarray) -> np.ndarray:
+        # one flat batch: the solver's steps are shared by it (ODEFlow)
+        y_b, x_b = np.broadcast_arrays(y, x_z)
+        y_t, x_t = self._as_tensor(y_b.ravel()), self._as_tensor(x_b.ravel())
+        ode = self._ode(x_t, torch.float64, *(self._tolerances or (self.atol, self.rtol)))
+        return self._numpy(self._flow(ode, like=y_t).log_prob(y_t)).reshape(y_b.shape)
+
+    @torch.no_grad()
+    def _sample(self, x: np.ndarray, n: int, rng: np.random.Generator, x_z: np.ndarray) -> np.ndarray:
+        z = self._as_tensor(rng.standard_normal((n, len(x))).ravel())
+        x_t = self._as_tensor(np.broadcast_to(x_z, (n, len(x))).ravel())
+        flow = self._flow(self._ode(x_t, torch.float64), like=z)
+        return self._numpy(flow.transform.inv(z)).reshape(n, len(x))
+
+    @torch.no_grad()
+    def trajectories(self, x: float, z: ArrayLike, times: ArrayLike) -> np.ndarray:
+        """The flow's paths from base points z (t = 0) to y (t = 1) at one input x: the states at each of
+        the increasing ``times`` in [0, 1], shape (len(times), len(z)), in units of y."""
+        x, z = check_inputs(x), check_inputs(z, "z")
+        if len(x) != 1:
+            raise ValueError(f"x must be one input, got {len(x)}")
+        times = check_inputs(times, "times")
+        if times[0] < 0 or times[-1] > 1 or np.any(np.diff(times) <= 0):
+            raise ValueError(f"times must increase within [0, 1], got {times}")
+        self._check_ready()
+        field = self._field(self.scaling.z_x(self._as_tensor(np.full(len(z), x[0]))), torch.float64)
+        states = [self._as_tensor(z)]
+        if times[0] > 0:
+            states[0] = odeint(
+                lambda t, y: field(t, y, False)[0], states[0], 0.0, float(times[0]), (), self.atol, self.rtol
+            )
+        for t0, t1 in zip(times[:-1], times[1:]):
+            states.append(
+                odeint(lambda t, y: field(t, y, False)[0], states[-1], float(t0), float(t1), (), self.atol, self.rtol)
+            )
+        y_mean, y_sd = self.scaling.y_mean.item(), self.scaling.y_sd.item()
+        return y_mean + y_sd * self._numpy(torch.stack(states))
