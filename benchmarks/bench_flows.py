@@ -62,9 +62,11 @@ def main() -> None:
                         tight = model.log_prob(y, x, atol=args.tight, rtol=args.tight)
                         differences.append(np.abs(default - tight).mean())
                         shifts.append(np.mean(tight - default))  # gap(default) - gap(tight)
-                ode = f" {np.mean(differences):>10.2e} {np.mean(shifts):>+9.1e}" if differences else f" {'':>10} {'':>9}"
+                blank = f" {'':>10} {'':>9}"
+                ode = f" {np.mean(differences):>10.2e} {np.mean(shifts):>+9.1e}" if differences else blank
                 print(
-                    f"{name:<10} {n:>8} {kind:<9} {np.mean(gaps):>7.4f} {np.mean(errors):>7.4f} {np.mean(seconds):>8.1f}"
+                    f"{name:<10} {n:>8} {kind:<9} {np.mean(gaps):>7.4f} {np.mean(errors):>7.4f}"
+                    f" {np.mean(seconds):>8.1f}"
                     f" {np.mean(evaluation):>7.2f}{ode}   " + "  ".join(rows),
                     flush=True,
                 )

@@ -6,10 +6,9 @@ import pytest
 import torch
 from scipy import stats
 from zuko.distributions import NormalizingFlow
-
-from generate_dataset import inverted_sinusoid_mixture, linear_mixture
 from zuko.transforms import MonotonicRQSTransform
 
+from generate_dataset import inverted_sinusoid_mixture, linear_mixture
 from utilis.flow_utilis import FlowMatching, ODEFlow, RQSpline, SplineFlow, mlp_and_derivative
 from utilis.metrics import bayes_gap
 from utilis.networks import mlp
@@ -123,7 +122,8 @@ def test_the_ode_reproduces_the_gaussian_its_field_leads_to():
     expected = stats.norm.logpdf(y.numpy(), MU, SIGMA)
     errors = []
     for tolerance in (1e-4, 1e-6, 1e-8):
-        flow = NormalizingFlow(ODEFlow(gaussian_field, atol=tolerance, rtol=tolerance), torch.distributions.Normal(0, 1))
+        field = ODEFlow(gaussian_field, atol=tolerance, rtol=tolerance)
+        flow = NormalizingFlow(field, torch.distributions.Normal(0, 1))
         errors.append(np.abs(flow.log_prob(y).numpy() - expected).max())
     # the error follows the tolerance down; it is larger than the tolerance where y is many sds out
     # (an error e in the base point z costs |z| e nats there: here |z| reaches 11)
@@ -146,7 +146,7 @@ def test_the_fields_derivative_is_exact():
 
 def test_a_constant_field_shifts_the_base():
     """v = c moves every point by c: p(y | x) = N(Y_MEAN + Y_SD c, Y_SD²), through the whole model."""
-    c = 0.8
+    c = 0.75  # exact in float32, the head bias's dtype
     with torch.no_grad():
         model = FlowMatching(hidden=8)
         for layer in model.net:
@@ -154,7 +154,11 @@ def test_a_constant_field_shifts_the_base():
                 layer.weight.zero_()
     model = by_hand(model, head_bias=np.array([c]))
     y = np.linspace(-8, 12, 201)
-    np.testing.assert_allclose(model.log_prob(y, 2.0), stats.norm.logpdf(y, Y_MEAN + Y_SD * c, Y_SD), atol=1e-9)
+    exact = stats.norm.logpdf(y, Y_MEAN + Y_SD * c, Y_SD)
+    # tolerances below 1e-6 solve in float64; the default ones in float32, to its resolution
+    np.testing.assert_allclose(model.log_prob(y, 2.0, atol=1e-7, rtol=1e-7), exact, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(model.log_prob(y, 2.0), exact, rtol=1e-6, atol=0)
+    assert not np.array_equal(model.log_prob(y, 2.0), model.log_prob(y, 2.0, atol=1e-7, rtol=1e-7))
 
 
 # ---- both -----------------------------------------------------------------------------------------------
@@ -223,10 +227,10 @@ def test_bad_batches_raise(kind):
         kind()(torch.zeros(4, 2))
 
 
-# Bounds measured on the final code of this session (spline flow 0.43, flow matching 1.66, from 2.2 and 2.3):
-# flow matching on 1,800 points still blurs every mode (issue 11 is open for it), so its bound only checks
-# that training moves it towards the truth.
-@pytest.mark.parametrize(("kind", "bound"), [(SplineFlow, 0.5), (FlowMatching, 2.0)])
+# Bounds from a measurement of this code (spline flow 0.42, flow matching 1.33, from 2.2 and 2.3): 30 epochs
+# of a 32-wide flow-matching field on 1,800 points still blur the modes (its default 200 epochs find them),
+# so its bound checks that training closes a third of the gap.
+@pytest.mark.parametrize(("kind", "bound"), [(SplineFlow, 0.5), (FlowMatching, 1.6)])
 def test_a_short_training_closes_most_of_the_gap(kind, bound):
     """From the start (one Gaussian over all y for the spline flow), a few epochs close much of the gap."""
     data = inverted_sinusoid_mixture(n_samples=2000, seed=0)

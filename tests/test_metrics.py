@@ -123,3 +123,18 @@ def test_score_of_truth_and_table():
     assert scores["Bayes floor"] == pytest.approx(-data.truth.log_prob(y, x).mean(), rel=1e-12)
     table = score_table({"truth": scores, "truth again": scores})
     assert table.count("\n") == 2 and "truth again" in table and "0.0000 ± 0.0000" in table
+
+
+def test_score_shares_its_grids_but_not_its_answers():
+    """score evaluates one pair of grids for KL and modes: it must agree with the public functions."""
+    from utilis.oracles import BestSingleGaussian
+
+    data = DATASETS["camera"](n_samples=300, seed=1)
+    model = BestSingleGaussian.for_dataset(data)
+    scores = score(model, data, n_points=500, n_x=60, seed=3)
+    x, _, _ = data.sample(500, seed=3)
+    y_grid = np.linspace(*data.y_range, 4000)
+    kl = kl_divergence(data.truth, model, x[:60], y_grid).mean()
+    modes = mode_recall_precision(data.truth, model, x[:60], y_grid, 0.02 * np.ptp(data.y_range))
+    assert scores["KL"] == pytest.approx(kl, rel=1e-12) and scores["KL"] > 0.1
+    assert (scores["mode recall"], scores["mode precision"]) == (modes.recall, modes.precision)
