@@ -265,9 +265,12 @@ def summarise(rows: list[dict]) -> dict[tuple[str, int, str], dict]:
         if ok:
             gaps = np.array([float(r["gap"]) for r in ok])
             run_errors = np.array([float(r["gap_stderr"]) for r in ok])
-            spread = gaps.std(ddof=1) / np.sqrt(len(gaps)) if len(gaps) > 1 else 0.0
             entry["gap"] = float(gaps.mean())
-            entry["gap_stderr"] = float(math.hypot(spread, np.sqrt((run_errors**2).sum()) / len(gaps)))
+            if not np.isfinite(gaps).all():  # a histogram that missed a point: infinite, with no spread
+                entry["gap_stderr"] = math.nan
+            else:
+                spread = gaps.std(ddof=1) / np.sqrt(len(gaps)) if len(gaps) > 1 else 0.0
+                entry["gap_stderr"] = float(math.hypot(spread, np.sqrt((run_errors**2).sum()) / len(gaps)))
             for name in ("kl", "mode_recall", "mode_precision", "best_of_20", "calibration_ks", "train_seconds"):
                 entry[name] = float(np.mean([float(r[name]) for r in ok]))
             entry["parameters"] = int(np.mean([float(r["parameters"]) for r in ok]))
