@@ -2,7 +2,7 @@
 
 Run from the repository root:
     python benchmarks/leaderboard.py [--jobs 2] [--quick] [--sizes ...] [--seeds ...] [--models ...]
-    python benchmarks/leaderboard.py --report     # the markdown table and the README section, from the CSV
+    python benchmarks/leaderboard.py --report     # the markdown table, README section and compare_models.ipynb
 
 For each dataset, training size and seed: draw n training points (the dataset's own generator, the
 seed fixing its parameters and points), fit each model with its default settings (the seed fixing
@@ -16,7 +16,9 @@ parameter count. The two oracles, computed from the truth, are scored the same w
 Each run is a process of its own (``--jobs`` at a time, one torch thread each), killed after
 ``--timeout`` seconds; a run that fails or times out is written with its status instead of
 disappearing. Rows are appended to ``benchmarks/results/leaderboard.csv`` as they finish, so an
-interrupted run resumes where it stopped (runs already in the CSV are skipped).
+interrupted run resumes where it stopped (runs already in the CSV are skipped). When the run wrote
+that CSV, it then writes ``benchmarks/results/leaderboard.md``, the README's results section and
+re-runs ``compare_models.ipynb`` from it: one command from a fresh clone regenerates all four.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 CSV_PATH = RESULTS / "leaderboard.csv"
 MARKDOWN_PATH = RESULTS / "leaderboard.md"
 README_PATH = ROOT / "README.md"
+NOTEBOOK_PATH = ROOT / "compare_models.ipynb"
 START, END = "<!-- leaderboard:start -->", "<!-- leaderboard:end -->"
 
 DATASET_NAMES = ("linear", "sinusoid", "camera")
@@ -359,6 +362,17 @@ def write_report(path: Path = CSV_PATH, readme: Path = README_PATH) -> None:
     readme.write_text(f"{head}{START}\n{readme_section(rows)}{END}{tail}")
 
 
+def execute_notebook(path: Path = NOTEBOOK_PATH) -> None:
+    """Run a notebook top to bottom in place, as ``jupyter execute --inplace`` does, from the repository root:
+    ``compare_models.ipynb`` redraws its figures from the CSV (a few seconds; it trains nothing)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(path, as_version=4)
+    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    nbformat.write(notebook, path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(DATASET_NAMES), choices=DATASET_NAMES)
@@ -369,10 +383,13 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds before a run is killed")
     parser.add_argument("--csv", type=Path, default=CSV_PATH, help="where the rows go (and are resumed from)")
     parser.add_argument("--quick", action="store_true", help="300 training points, seed 0: a check in under 2 min")
-    parser.add_argument("--report", action="store_true", help="only write the markdown table and README section")
+    parser.add_argument(
+        "--report", action="store_true", help="only write the markdown table, the README section and the notebook"
+    )
     args = parser.parse_args()
     if args.report:
         write_report(args.csv)
+        execute_notebook()
         return
     if args.quick:
         args.sizes, args.seeds = [300], [0]
@@ -385,8 +402,9 @@ def main() -> None:
     started = time.perf_counter()
     run(tasks, args.jobs, args.timeout, args.csv)
     print(f"done in {time.perf_counter() - started:.0f} s", flush=True)
-    if args.csv == CSV_PATH:
+    if args.csv == CSV_PATH:  # the committed CSV: its table, README section and notebook follow it
         write_report(args.csv)
+        execute_notebook()
 
 
 if __name__ == "__main__":

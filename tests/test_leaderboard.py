@@ -71,3 +71,24 @@ def test_readme_results_are_the_committed_csv():
     assert (ROOT / "benchmarks" / "results" / "leaderboard.md").read_text() == leaderboard.markdown_table(rows)
     with (ROOT / "benchmarks" / "results" / "leaderboard.csv").open() as handle:
         assert next(csv.reader(handle)) == leaderboard.COLUMNS
+
+
+def test_the_notebook_is_redrawn_from_the_csv(tmp_path):
+    """The report's last step runs compare_models.ipynb in place: a copy without outputs comes back executed,
+    its cells counted 1..n, its figures drawn, no error."""
+    import nbformat
+
+    path = tmp_path / "compare_models.ipynb"
+    notebook = nbformat.read(ROOT / "compare_models.ipynb", as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nbformat.write(notebook, path)
+    leaderboard.execute_notebook(path)
+    executed = nbformat.read(path, as_version=4)
+    code = [cell for cell in executed.cells if cell.cell_type == "code"]
+    assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1))
+    outputs = [output for cell in code for output in cell.outputs]
+    assert not any(output.output_type == "error" for output in outputs)
+    assert sum("image/png" in output.get("data", {}) for output in outputs) >= 4
+    assert f"{len(leaderboard.read_rows())} runs" in "".join(output.get("text", "") for output in outputs)
