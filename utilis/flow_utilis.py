@@ -245,8 +245,8 @@ class SplineFlow(_FlowModel):
 
     # ---- fitting --------------------------------------------------------------------------------
     def fit(self, x: ArrayLike, y: ArrayLike, *, seed: int | None = 0, **train_kwargs) -> History:
-        """Draw initial weights from ``seed``, set the z-scoring from (x, y), start at the identity, and
-        train by the shared loop on the negative log-likelihood.
+        """Draw initial weights from ``seed``, set the z-scoring from (x, y), start at the marginal of y,
+        and train by the shared loop on the negative log-likelihood.
 
         ``train_kwargs`` go to :func:`utilis.training.train` (epochs, lr, batch_size, progress...).
         """
@@ -480,8 +480,9 @@ class FlowMatching(_FlowModel):
 
     def paths_per_point(self, n: int, training: bool = True) -> int:
         """Paths drawn per point for a batch of n points: ``paths`` (or enough for the epoch's 16,384
-        paths over the training set, at least 4) in training; at least 16,384 in all for validation."""
-        paths = self.paths or max(4, -(-PATHS_PER_EPOCH // max(self._n_train, 1)))
+        paths over the training set, at least 4; the batch stands for it outside fit) in training; at
+        least 16,384 in all for validation."""
+        paths = self.paths or max(4, -(-PATHS_PER_EPOCH // max(self._n_train or n, 1)))
         return paths if training else max(paths, -(-PATHS_PER_EPOCH // max(n, 1)))
 
     def fit(self, x: ArrayLike, y: ArrayLike, *, seed: int | None = 0, **train_kwargs) -> History:
