@@ -1,15 +1,18 @@
 """The normalising flows: densities against closed forms and scipy, the ODE against a Gaussian it must
 reproduce, gradients, bad options, and training that closes the gap."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
 from scipy import stats
 from zuko.distributions import NormalizingFlow
 from zuko.transforms import MonotonicRQSTransform
+from zuko.utils import odeint
 
 from generate_dataset import inverted_sinusoid_mixture, linear_mixture
-from utilis.flow_utilis import FlowMatching, ODEFlow, RQSpline, SplineFlow, mlp_and_derivative
+from utilis.flow_utilis import FlowMatching, ODEFlow, RQSpline, SplineFlow, dopri5, mlp_and_derivative
 from utilis.metrics import bayes_gap
 from utilis.networks import mlp
 
@@ -159,6 +162,49 @@ def test_a_constant_field_shifts_the_base():
     np.testing.assert_allclose(model.log_prob(y, 2.0, atol=1e-7, rtol=1e-7), exact, rtol=0, atol=1e-9)
     np.testing.assert_allclose(model.log_prob(y, 2.0), exact, rtol=1e-6, atol=0)
     assert not np.array_equal(model.log_prob(y, 2.0), model.log_prob(y, 2.0, atol=1e-7, rtol=1e-7))
+
+
+def test_trajectories_of_a_constant_field_are_straight_lines():
+    c = 0.75
+    with torch.no_grad():
+        model = FlowMatching(hidden=8)
+        for layer in model.net:
+            if isinstance(layer, torch.nn.Linear):
+                layer.weight.zero_()
+    model = by_hand(model, head_bias=np.array([c]))
+    z, times = np.array([-1.0, 0.0, 2.5]), np.array([0.0, 0.25, 1.0])
+    expected = Y_MEAN + Y_SD * (z[None, :] + c * times[:, None])
+    np.testing.assert_allclose(model.trajectories(2.0, z, times), expected, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(model.trajectories(2.0, z, times[1:]), expected[1:], rtol=0, atol=1e-9)
+    with pytest.raises(ValueError, match="times must increase"):
+        model.trajectories(2.0, z, times[::-1])
+
+
+def test_dopri5_solves_a_time_varying_linear_ode_both_ways_in_fewer_evaluations_than_zuko():
+    """dx/dt = (a + sin 3t) x has x(1) = x(0) exp(a + (1 - cos 3) / 3): the error follows the tolerance,
+    the solve back returns the start, and a step costs 6 evaluations where zuko's costs 7."""
+    a = torch.linspace(-3, 3, 500, dtype=torch.float64)
+    x0 = torch.linspace(-2, 2, 500, dtype=torch.float64)
+    exact = x0 * torch.exp(a + (1 - math.cos(3.0)) / 3)
+    calls = {"ours": 0, "zuko": 0}
+
+    def counted(who):
+        def f(t, x):
+            calls[who] += 1
+            return (a + torch.sin(3 * t)) * x
+
+        return f
+
+    for tolerance, bound in ((1e-4, 1e-2), (1e-6, 1e-4), (1e-8, 1e-6)):
+        calls.update(ours=0, zuko=0)
+        ours = dopri5(counted("ours"), x0, 0.0, 1.0, tolerance, tolerance)
+        theirs = odeint(counted("zuko"), x0, 0.0, 1.0, (), tolerance, tolerance)
+        assert (ours - exact).abs().max() < bound
+        assert (ours - exact).abs().max() < 2 * (theirs - exact).abs().max()  # as accurate as zuko's
+        assert calls["ours"] < 0.9 * calls["zuko"], calls
+        back = dopri5(counted("ours"), ours, 1.0, 0.0, tolerance, tolerance)
+        assert (back - x0).abs().max() < bound / 10
+    assert dopri5(counted("ours"), x0, 0.5, 0.5, 1e-6, 1e-6) is x0  # no interval: no step
 
 
 # ---- both -----------------------------------------------------------------------------------------------

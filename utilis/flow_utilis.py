@@ -31,7 +31,8 @@ Each ``forward(x)`` returns a ``torch.distributions.Distribution`` over y (zuko'
 :class:`utilis.networks.NetworkDensity`: the numpy boundary computes in float64 (the networks in
 float32), and draws its base noise from the numpy generator it is given. Flow matching's ODE solves
 run in blocks of 2,048 queries, in float32 at its default tolerances (their error, about 1e-5 nats,
-is far above float32's resolution) and in float64 at tolerances below 1e-6.
+is far above float32's resolution) and in float64 at tolerances below 1e-6, by the Dormand-Prince
+method of zuko's ``odeint`` with its last stage reused as the next step's first (:func:`dopri5`).
 
 References:
     | Neural Spline Flows (Durkan et al., 2019), https://arxiv.org/abs/1906.04032
@@ -73,7 +74,7 @@ from utilis.networks import Z_LIMIT, NetworkDensity, Standardiser, check_fit_dat
 from utilis.protocol import check_count, check_inputs, check_positive
 from utilis.training import History, pick_device, train
 
-__all__ = ["FlowMatching", "ODEFlow", "RQSpline", "SplineFlow", "ZScore", "mlp_and_derivative"]
+__all__ = ["FlowMatching", "ODEFlow", "RQSpline", "SplineFlow", "ZScore", "dopri5", "mlp_and_derivative"]
 
 ODE_BLOCK = 2_048
 """Queries per ODE solve in flow matching's log_prob and sample (each block takes its own steps)."""
@@ -314,9 +315,69 @@ class SplineFlow(_FlowModel):
         return self._numpy(flow.transform.inv(z))
 
 
+# Dormand-Prince 5(4): the stages' nodes and weights, the 5th-order solution's weights, and the weights
+# of its difference from the embedded 4th-order one (the local error estimate; the 7th stage is f at the
+# new point, which is the next step's first: "first same as last").
+_DP_NODES = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0)
+_DP_STAGES = (
+    (),
+    (1 / 5,),
+    (3 / 40, 9 / 40),
+    (44 / 45, -56 / 15, 32 / 9),
+    (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
+    (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
+)
+_DP_FIFTH = (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84)
+_DP_ERROR = (71 / 57600, 0.0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525, -1 / 40)
+
+
+def dopri5(f: Callable[[Tensor, Tensor], Tensor], x: Tensor, t0: float, t1: float, atol: float, rtol: float) -> Tensor:
+    """x(t1) for dx/dt = f(t, x) from x(t0) = x, by the adaptive Dormand-Prince 5(4) method, without gradients.
+
+    The method and the step control of zuko's ``odeint`` (one step for the whole batch, the one its worst
+    element needs: error max |e| / (atol + rtol max(|x|, |x_new|)) below 1; the step times 0.9 error^(-1/5),
+    between 0.1 and 10 times), with two things it lacks: the last stage of an accepted step is the next
+    step's first, so a step costs 6 evaluations of f instead of 7, and the first step is estimated from f
+    (Hairer, Nørsett and Wanner, Solving ODEs I, II.4) instead of tried at t1 - t0 and rejected. On flow
+    matching's grids this is the same accuracy for about a third less time; zuko's ``odeint`` stays where a
+    gradient must flow back through the solve (its adjoint).
+    """
+    if t0 == t1:
+        return x
+    t, end = torch.as_tensor(t0, dtype=x.dtype, device=x.device), float(t1)
+    direction = 1.0 if t1 >= t0 else -1.0
+    k1 = f(t, x)
+    # the initial step: 1% of the state's scale over the slope's, then bounded by how fast the slope turns
+    scale = atol + rtol * x.abs()
+    d0, d1 = (x / scale).abs().max().item(), (k1 / scale).abs().max().item()
+    h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
+    h0 = min(h0, abs(end - t0))
+    d2 = ((f(t + direction * h0, x + direction * h0 * k1) - k1) / scale).abs().max().item() / h0
+    h1 = max(1e-6, h0 * 1e-3) if max(d1, d2) <= 1e-15 else (0.01 / max(d1, d2)) ** (1 / 5)
+    h = min(100 * h0, h1)
+    while direction * (end - t.item()) > 0:
+        h = min(h, abs(end - t.item()))
+        step = direction * h
+        k = [k1]
+        for node, weights in zip(_DP_NODES[1:], _DP_STAGES[1:]):
+            k.append(f(t + node * step, x + step * sum(w * ki for w, ki in zip(weights, k))))
+        x_new = x + step * sum(w * ki for w, ki in zip(_DP_FIFTH, k) if w)
+        k.append(f(t + step, x_new))
+        error_estimate = step * sum(w * ki for w, ki in zip(_DP_ERROR, k) if w)
+        error = (error_estimate.abs() / (atol + rtol * torch.maximum(x.abs(), x_new.abs()))).max().item()
+        error = max(error, 1e-9)
+        if error < 1.0:
+            reached = t + step
+            t = torch.as_tensor(end, dtype=x.dtype, device=x.device) if h >= abs(end - t.item()) else reached
+            x, k1 = x_new, k[-1]
+        h *= min(10.0, max(0.1, 0.9 * error ** (-1 / 5)))
+    return x
+
+
 class ODEFlow(Transform):
-    """ỹ at t = 1 (data) to ỹ at t = 0 (base) along dỹ/dt = v(ỹ, t): an ODE integrated by zuko's
-    adaptive Dormand-Prince solver, with log |dỹ_0 / dỹ_1| = -∫_0^1 ∂v/∂ỹ dt from the same solve.
+    """ỹ at t = 1 (data) to ỹ at t = 0 (base) along dỹ/dt = v(ỹ, t): an ODE integrated by the adaptive
+    Dormand-Prince method (:func:`dopri5`; zuko's ``odeint`` and its adjoint where ``parameters`` need a
+    gradient), with log |dỹ_0 / dỹ_1| = -∫_0^1 ∂v/∂ỹ dt from the same solve.
 
     ``field(t, y, derivative)`` returns v(y, t) and, when ``derivative`` is true, ∂v/∂ỹ as well, for
     each element of ``y`` alone. ``parameters`` are the tensors the adjoint differentiates (none for
@@ -334,7 +395,12 @@ class ODEFlow(Transform):
         self.field, self.parameters, self.atol, self.rtol = field, parameters, atol, rtol
 
     def _solve(self, f: Callable, state: Tensor | tuple[Tensor, Tensor], t0: float, t1: float):
-        return odeint(f, state, t0, t1, self.parameters, self.atol, self.rtol)
+        if self.parameters and torch.is_grad_enabled():  # training through the solve: zuko's adjoint
+            return odeint(f, state, t0, t1, self.parameters, self.atol, self.rtol)
+        if isinstance(state, Tensor):
+            return dopri5(f, state, t0, t1, self.atol, self.rtol)
+        packed = dopri5(lambda t, s: torch.stack(f(t, *s)), torch.stack(state), t0, t1, self.atol, self.rtol)
+        return tuple(packed)
 
     def _call(self, y: Tensor) -> Tensor:
         return self._solve(lambda t, y: self.field(t, y, False)[0], y, 1.0, 0.0)
@@ -572,14 +638,9 @@ class FlowMatching(_FlowModel):
             raise ValueError(f"times must increase within [0, 1], got {times}")
         self._check_ready()
         field = self._field(self.scaling.z_x(self._as_tensor(np.full(len(z), x[0]))), torch.float64)
-        states = [self._as_tensor(z)]
-        if times[0] > 0:
-            states[0] = odeint(
-                lambda t, y: field(t, y, False)[0], states[0], 0.0, float(times[0]), (), self.atol, self.rtol
-            )
+        velocity = lambda t, y: field(t, y, False)[0]
+        states = [dopri5(velocity, self._as_tensor(z), 0.0, float(times[0]), self.atol, self.rtol)]
         for t0, t1 in zip(times[:-1], times[1:]):
-            states.append(
-                odeint(lambda t, y: field(t, y, False)[0], states[-1], float(t0), float(t1), (), self.atol, self.rtol)
-            )
+            states.append(dopri5(velocity, states[-1], float(t0), float(t1), self.atol, self.rtol))
         y_mean, y_sd = self.scaling.y_mean.item(), self.scaling.y_sd.item()
         return y_mean + y_sd * self._numpy(torch.stack(states))

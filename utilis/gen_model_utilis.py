@@ -577,10 +577,15 @@ class GenerativeModel(NetworkDensity):
             c = sample_categorical(given, n, rng) % self.n_components  # (n, len(x)): a (network, c) pair
             return self.y_family.sample(c, self.y_given_c, rng)
         nodes = self.quadrature_grid()
+        mean, sd = self._x_params(nodes)  # (nodes, M K): the networks once, for every x
+        log_prior = self._log_weights(nodes)
         out = np.empty((n, len(x)))
         u = rng.random((n, len(x)))
-        for i, xi in enumerate(x):
-            out[:, i] = sample_from_grid(self._log_joint(np.float64(xi), nodes), nodes, u[:, i])
+        rows = max(1, 2**20 // len(nodes))
+        for start in range(0, len(x), rows):
+            log_joint = log_gaussian_mixture(x[start : start + rows, None], log_prior, mean, sd)  # (rows, nodes)
+            for i, row in enumerate(log_joint, start):
+                out[:, i] = sample_from_grid(row, nodes, u[:, i])
         return out
 
     def sample_joint(self, n: int, seed: int | np.random.Generator | None = None) -> tuple[np.ndarray, ...]:
