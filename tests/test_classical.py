@@ -57,6 +57,9 @@ def test_kde_is_the_kernel_sum(linear):
     expected = special.logsumexp(log_w + log_k, axis=-1) - special.logsumexp(log_w, axis=-1)
     np.testing.assert_allclose(model.log_prob(y[:, None], x[None, :]), expected, rtol=1e-9, atol=1e-9)
     assert expected.min() < -500  # far in the tails too, where a sum in linear space underflows to 0
+    whole = model.log_prob(y[:, None], x[None, :])
+    model.BLOCK = 5  # the (query, point) pairs in many small chunks: the same sums
+    np.testing.assert_array_equal(model.log_prob(y[:, None], x[None, :]), whole)
 
 
 def test_kde_far_out_the_nearest_points_take_the_weight(linear):
