@@ -30,7 +30,7 @@ Each ``forward(x)`` returns a ``torch.distributions.Distribution`` over y (zuko'
 ``NormalizingFlow``), and each speaks the conditional-density protocol through
 :class:`utilis.networks.NetworkDensity`: the numpy boundary computes in float64 (the networks in
 float32), and draws its base noise from the numpy generator it is given. Flow matching's ODE solves
-run in blocks of 2,048 queries, in float32 at its default tolerances (their error, about 1e-5 nats,
+run in blocks of 2,048 queries, in float32 at its default tolerances (their error, about 1e-4 nats,
 is far above float32's resolution) and in float64 at tolerances below 1e-6, by the Dormand-Prince
 method of zuko's ``odeint`` with its last stage reused as the next step's first (:func:`dopri5`).
 
@@ -47,7 +47,7 @@ Example:
     >>> history = flow.fit(data.x_train, data.y_train, progress=False, epochs=3)
     >>> flow.sample(data.x_test[:5], 10).shape
     (10, 5)
-    >>> matching = FlowMatching(hidden=16, atol=1e-4, rtol=1e-4)
+    >>> matching = FlowMatching(hidden=16)
     >>> history = matching.fit(data.x_train, data.y_train, progress=False, epochs=3)
     >>> matching.log_prob(data.y_test[:4], data.x_test[:4]).shape
     (4,)
@@ -453,7 +453,11 @@ class FlowMatching(_FlowModel):
 
     Args:
         hidden, depth: width and number of hidden layers of the field's MLP.
-        atol, rtol: absolute and relative tolerances of the ODE solver, > 0.
+        atol, rtol: absolute and relative tolerances of the ODE solver, > 0. At the default 1e-4 (seed 0, a
+            sinusoid at 900 points and a camera at 3,000, against a float64 solve at 1e-9) the log-density at
+            test points is off by 4e-5 nats on average (2e-3 at worst) and the gap moves by 2e-6, a
+            thousandth of its standard error; on a 100,000-point grid the solves take 34-42% less time than at
+            1e-5 (whose errors are 3-9 times smaller), samples 30-37% less.
         paths: straight paths drawn per training point and step (fresh t and z each), to lower the
             variance of the regression target; ``None`` (default): enough for 16,384 paths an epoch, and at
             least 4. Measured (seed 0): on the camera's 20,000 points, 300 epochs at lr 0.01 reached a gap
@@ -473,8 +477,8 @@ class FlowMatching(_FlowModel):
         self,
         hidden: int = 64,
         depth: int = 3,
-        atol: float = 1e-5,
-        rtol: float = 1e-5,
+        atol: float = 1e-4,
+        rtol: float = 1e-4,
         paths: int | None = None,
         frequencies: int = 4,
         time_power: float = 1.0,
@@ -600,7 +604,7 @@ class FlowMatching(_FlowModel):
         The solver's step is the one its worst element needs, so a block of easy queries no longer waits
         on the stiffest query of the whole call: on a 4000 x 10 grid, blocks of 2,048 were 4 times faster
         than one batch. The dtype is float32 where the tolerances are at least 1e-6 (2.3 times faster,
-        and the same error against a float64 solve at 1e-9: 8e-6 nats on average at the default 1e-5),
+        and the same error against a float64 solve at 1e-9: 8e-6 nats on average at 1e-5),
         float64 below.
         """
         dtype = torch.float32 if min(tolerances) >= 1e-6 else torch.float64
