@@ -205,6 +205,8 @@ def test_dopri5_solves_a_time_varying_linear_ode_both_ways_in_fewer_evaluations_
         back = dopri5(counted("ours"), ours, 1.0, 0.0, tolerance, tolerance)
         assert (back - x0).abs().max() < bound / 10
     assert dopri5(counted("ours"), x0, 0.5, 0.5, 1e-6, 1e-6) is x0  # no interval: no step
+    with pytest.raises(FloatingPointError, match="field is not finite"):  # an error, not a loop that never ends
+        dopri5(lambda t, x: x / (0.5 - t) ** 2 if t > 0.5 else x, x0, 0.0, 1.0, 1e-6, 1e-6)
 
 
 # ---- both -----------------------------------------------------------------------------------------------

@@ -365,6 +365,8 @@ def dopri5(f: Callable[[Tensor, Tensor], Tensor], x: Tensor, t0: float, t1: floa
         k.append(f(t + step, x_new))
         error_estimate = step * sum(w * ki for w, ki in zip(_DP_ERROR, k) if w)
         error = (error_estimate.abs() / (atol + rtol * torch.maximum(x.abs(), x_new.abs()))).max().item()
+        if not math.isfinite(error) or h < 1e-12 * abs(end - t0):  # a step that could never be accepted
+            raise FloatingPointError(f"the ODE cannot be solved past t = {t.item():.6g}: its field is not finite there")
         error = max(error, 1e-9)
         if error < 1.0:
             reached = t + step
