@@ -147,15 +147,20 @@ def test_the_fields_derivative_is_exact():
     torch.testing.assert_close(derivative[:, 0], expected[:, 0], rtol=0, atol=1e-14)
 
 
-def test_a_constant_field_shifts_the_base():
-    """v = c moves every point by c: p(y | x) = N(Y_MEAN + Y_SD c, Y_SD²), through the whole model."""
-    c = 0.75  # exact in float32, the head bias's dtype
+def constant_field(c: float) -> FlowMatching:
+    """Flow matching whose field is v = c everywhere (weights zeroed, the head's bias c), z-scored by hand."""
     with torch.no_grad():
         model = FlowMatching(hidden=8)
         for layer in model.net:
             if isinstance(layer, torch.nn.Linear):
                 layer.weight.zero_()
-    model = by_hand(model, head_bias=np.array([c]))
+    return by_hand(model, head_bias=np.array([c]))
+
+
+def test_a_constant_field_shifts_the_base():
+    """v = c moves every point by c: p(y | x) = N(Y_MEAN + Y_SD c, Y_SD²), through the whole model."""
+    c = 0.75  # exact in float32, the head bias's dtype
+    model = constant_field(c)
     y = np.linspace(-8, 12, 201)
     exact = stats.norm.logpdf(y, Y_MEAN + Y_SD * c, Y_SD)
     # tolerances below 1e-6 solve in float64; the default ones in float32, to its resolution
@@ -166,12 +171,7 @@ def test_a_constant_field_shifts_the_base():
 
 def test_trajectories_of_a_constant_field_are_straight_lines():
     c = 0.75
-    with torch.no_grad():
-        model = FlowMatching(hidden=8)
-        for layer in model.net:
-            if isinstance(layer, torch.nn.Linear):
-                layer.weight.zero_()
-    model = by_hand(model, head_bias=np.array([c]))
+    model = constant_field(c)
     z, times = np.array([-1.0, 0.0, 2.5]), np.array([0.0, 0.25, 1.0])
     expected = Y_MEAN + Y_SD * (z[None, :] + c * times[:, None])
     np.testing.assert_allclose(model.trajectories(2.0, z, times), expected, rtol=0, atol=1e-9)

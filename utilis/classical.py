@@ -156,9 +156,9 @@ class ConditionalKDE(CheckedDensity):
     at a cost of the few points near each query (at 30,000 training points, 2.3 to 3.3 times faster than
     a sum over every point within reach of x, on a 20 x 4,000 grid and 20,000 points). A query farther
     than ``FAR`` bandwidths from every point, where the tree's distances would lose those digits, sums
-    over every point. The weights'
-    normaliser sums over the points whose weight is above exp(-``NEGLIGIBLE``) of the largest; the
-    weights are exact posteriors at every x: far from the data the nearest training points take them.
+    over every point. The weights' normaliser sums over the points whose weight is above
+    exp(-``NEGLIGIBLE``) of the largest; the weights are exact posteriors at every x: far from the data
+    the nearest training points take them.
     """
 
     NEGLIGIBLE = 60.0  # log-weights below the largest by more are left out of the normaliser
@@ -170,6 +170,7 @@ class ConditionalKDE(CheckedDensity):
                                 ((x_bandwidth, "x_bandwidth"), (y_bandwidth, "y_bandwidth")))  # fmt: skip
         self.max_validation = check_count(max_validation, "max_validation")
         self.x_train: np.ndarray | None = None
+        self._tree: spatial.cKDTree | None = None  # built at the first evaluation after fit
 
     def fit(self, x: ArrayLike, y: ArrayLike, *, seed: int | None = 0) -> ConditionalKDE:
         """Keep the points; choose the missing bandwidths by leave-one-out log-likelihood (Nelder-Mead on logs)."""
@@ -187,7 +188,7 @@ class ConditionalKDE(CheckedDensity):
 
     def _kd_tree(self) -> spatial.cKDTree:
         """The training points in units of the bandwidths, (x/h, y/g), for the neighbour searches."""
-        if getattr(self, "_tree", None) is None:
+        if self._tree is None:
             self._tree = spatial.cKDTree(np.column_stack([self.x_train / self.h, self.y_train / self.g]))
         return self._tree
 
@@ -279,12 +280,11 @@ class ConditionalKDE(CheckedDensity):
             starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
             peak = np.maximum.reduceat(terms, starts)
             out[chunk] = peak + np.log(np.add.reduceat(np.exp(terms - np.repeat(peak, sizes)), starts))
-        out[close] -= log_norm[inverse[close]]
+        out[close] -= log_norm[inverse[close]] + np.log(self.g) + LOG_SQRT_2PI
         far = np.flatnonzero(~close)  # far from every point: the sum over all of them
         for j in np.unique(inverse[far]):
             at = far[inverse[far] == j]
             out[at] = self._mixture(flat_y[at], *self._weights(unique[j], everything=True))
-        out[close] -= np.log(self.g) + LOG_SQRT_2PI
         return out.reshape(y_all.shape)
 
     def _window(self, x: float, near: float) -> slice:

@@ -339,7 +339,7 @@ def dopri5(f: Callable[[Tensor, Tensor], Tensor], x: Tensor, t0: float, t1: floa
     between 0.1 and 10 times), with two things it lacks: the last stage of an accepted step is the next
     step's first, so a step costs 6 evaluations of f instead of 7, and the first step is estimated from f
     (Hairer, Nørsett and Wanner, Solving ODEs I, II.4) instead of tried at t1 - t0 and rejected. On flow
-    matching's grids this is the same accuracy for about a third less time; zuko's ``odeint`` stays where a
+    matching's grids this is the same accuracy in 21-31% less time; zuko's ``odeint`` stays where a
     gradient must flow back through the solve (its adjoint).
     """
     if t0 == t1:
@@ -369,8 +369,8 @@ def dopri5(f: Callable[[Tensor, Tensor], Tensor], x: Tensor, t0: float, t1: floa
             raise FloatingPointError(f"the ODE cannot be solved past t = {t.item():.6g}: its field is not finite there")
         error = max(error, 1e-9)
         if error < 1.0:
-            reached = t + step
-            t = torch.as_tensor(end, dtype=x.dtype, device=x.device) if h >= abs(end - t.item()) else reached
+            last = h >= abs(end - t.item())  # land on t1 exactly, not a rounding error short of it
+            t = torch.as_tensor(end, dtype=x.dtype, device=x.device) if last else t + step
             x, k1 = x_new, k[-1]
         h *= min(10.0, max(0.1, 0.9 * error ** (-1 / 5)))
     return x
