@@ -101,7 +101,7 @@ from numpy.typing import ArrayLike
 from scipy import signal
 from torch import Tensor
 
-from utilis.networks import NetworkDensity, Standardiser, check_fit_data, default_batch_size, mlp
+from utilis.networks import NetworkDensity, Standardiser, check_fit_data, default_batch_size, logsumexp, mlp
 from utilis.numerics import log_trapezoid, sample_from_grid
 from utilis.protocol import broadcast_query, check_count, check_inputs, check_positive
 from utilis.training import History, train
@@ -214,7 +214,7 @@ class EnergyModel(NetworkDensity):
         m, width = self.train_grid_per_knot, self.n_knots - 3
         phases = ((torch.arange(m, device=c.device) + shift) / m).to(c.dtype)[:, None]  # (m, 1)
         energy = sum(w * c[:, None, j : j + width] for j, w in enumerate(_bspline(phases)))  # (n, m, R - 3)
-        return torch.logsumexp(-energy.reshape(len(c), -1), dim=1) + math.log(self.knot_spacing / m)
+        return logsumexp(-energy.reshape(len(c), -1), dim=1) + math.log(self.knot_spacing / m)
 
     # ---- the two objectives -----------------------------------------------------------------
     def likelihood_loss(self, x: Tensor, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -241,7 +241,7 @@ class EnergyModel(NetworkDensity):
         negatives = self._spline_at(c, (z_lo + (z_hi - z_lo) * u).to(device=c.device, dtype=c.dtype))  # (n, N)
         positive = self._spline_at(c, self.scaling.z_y(y).to(c.dtype))
         logits = -torch.cat([positive[:, None], negatives], dim=1)
-        return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()
+        return (logsumexp(logits, dim=1) - logits[:, 0]).mean()
 
     # ---- fitting --------------------------------------------------------------------------------
     def fit(self, x: ArrayLike, y: ArrayLike, *, seed: int | None = 0, **train_kwargs) -> History:

@@ -40,7 +40,7 @@ from numpy.typing import ArrayLike
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from utilis.networks import NetworkDensity, Standardiser, check_fit_data, default_batch_size, mlp
+from utilis.networks import NetworkDensity, Standardiser, check_fit_data, default_batch_size, logsumexp, mlp
 from utilis.numerics import (
     log_gaussian_mixture,
     log_gaussian_posterior,
@@ -344,7 +344,7 @@ class GenerativeModel(NetworkDensity):
         c = torch.arange(k, device=y.device).repeat(n)
         log_px = self.x_given(y.repeat_interleave(k), c).log_prob(x.float().repeat_interleave(k)).view(n, k)
         log_py = self.y_family.log_prob_torch(y, self.y_params)
-        return torch.logsumexp(torch.log_softmax(self.c_logits, 0) + log_py + log_px.double(), dim=1)
+        return logsumexp(torch.log_softmax(self.c_logits, 0) + log_py + log_px.double(), dim=1)
 
     # ---- fitting --------------------------------------------------------------------------------
     def fit(self, x: ArrayLike, y: ArrayLike, c: ArrayLike | None = None, *, seed: int | None = 0, **train_kwargs):

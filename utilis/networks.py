@@ -1,4 +1,5 @@
-"""What every network model repeats: the MLP stack, z-scoring, fit-input checks, seeded starts.
+"""What every network model repeats: the MLP stack, z-scoring, fit-input checks, seeded starts, and
+the two pieces of arithmetic their losses share (a log-sum-exp and a Gaussian mixture's log-density).
 
 :class:`NetworkDensity` is the checked base of :mod:`utilis.protocol` for ``nn.Module`` models: it
 refuses to answer before :meth:`fit` (a ``fitted`` flag kept in the state dict, so a loaded model
@@ -21,14 +22,67 @@ import torch
 from numpy.typing import ArrayLike
 from torch import Tensor, nn
 
+from torch.distributions import Categorical, MixtureSameFamily, Normal
+
 from utilis.protocol import CheckedDensity, NotFittedError, check_count, finite_array
 
-__all__ = ["Z_LIMIT", "NetworkDensity", "Standardiser", "check_fit_data", "default_batch_size", "mlp"]
+__all__ = [
+    "Z_LIMIT",
+    "GaussianMixture",
+    "NetworkDensity",
+    "Standardiser",
+    "check_fit_data",
+    "default_batch_size",
+    "logsumexp",
+    "mlp",
+]
 
 Z_LIMIT = 1e6
 """Network inputs are clipped at this many training standard deviations from the training mean. A
 float32 network fed 1e300 overflows to inf and then NaN; what it says a million sds out is
 extrapolation either way, and past the clip it says the same as at the clip."""
+
+
+NEGLIGIBLE = 80.0
+"""A term more than this many nats below the largest of a sum adds less than e^-80 = 1.8e-35 of it:
+below the rounding of float32 (6e-8) and float64 (1.1e-16) by nineteen orders and more."""
+
+
+def logsumexp(values: Tensor, dim: int) -> Tensor:
+    """``torch.logsumexp(values, dim)``, with every term more than :data:`NEGLIGIBLE` nats below the
+    largest raised to that floor first.
+
+    The value is the same to the last bit (the raised terms stay below the sum's rounding, for up to
+    1e18 terms); the raised terms get no gradient instead of one under e^-80. What it buys is speed:
+    torch's vectorised ``exp`` takes a slow path for arguments below about -88, 5 to 8 times slower
+    (measured on this project's CPU), and a trained mixture's far components, or an energy's far
+    grid nodes, put most terms there. -inf, +inf and NaN come out as from torch's.
+    """
+    floor = values.detach().amax(dim, keepdim=True) - NEGLIGIBLE
+    return torch.logsumexp(torch.maximum(values, floor), dim)
+
+
+class GaussianMixture(MixtureSameFamily):
+    """sum_k w_k N(y; mu_k, sigma_k^2): a ``MixtureSameFamily`` of ``Normal`` whose ``log_prob`` is
+    torch's, operation for operation, but for the sum over the components, which is :func:`logsumexp`:
+    the same values to the last bit, and no slow ``exp`` (the MDN's training step is a third faster
+    on the camera set). Sampling, mean and variance are torch's.
+
+    Args:
+        logits: the mixing weights' logits, (..., K) (normalised by ``Categorical``).
+        means, scales: (..., K). Valid by construction where it is built; not checked (checking cost
+            a tenth of a training step).
+    """
+
+    def __init__(self, logits: Tensor, means: Tensor, scales: Tensor):
+        mixing = Categorical(logits=logits, validate_args=False)
+        super().__init__(mixing, Normal(means, scales, validate_args=False), validate_args=False)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        """log p(y) for y broadcasting against the batch shape."""
+        log_prob_y = self.component_distribution.log_prob(value.unsqueeze(-1))
+        log_weights = torch.log_softmax(self.mixture_distribution.logits, dim=-1)
+        return logsumexp(log_prob_y + log_weights, dim=-1)
 
 
 def mlp(inputs: int, outputs: int, hidden: int, depth: int) -> nn.Sequential:

@@ -235,6 +235,8 @@ def train(
     with _cpu_threads(cpu_threads if device.type == "cpu" else None):
         model.to(device)
         optimiser = _adam(model, lr, weight_decay, device)
+        # listed once: model.parameters() walks the module tree, 6% of a small model's step
+        trained = [p for p in model.parameters() if p.requires_grad]
         steps_per_epoch = -(-len(x_train) // batch_size)
         per_step = _cosine(optimiser, epochs * steps_per_epoch, warmup) if schedule == "cosine" else None
         per_epoch = None
@@ -251,10 +253,12 @@ def train(
         for epoch in bar:
             model.train()
             order = torch.randperm(len(x_train), generator=generator).to(device)
+            # one gather an epoch, then each batch a view (a gather per batch cost 4% of the MDN's step)
+            x_order, y_order = x_train[order], y_train[order]
             total = torch.zeros((), device=device)  # summed on the device: no host sync per batch
-            for batch in order.split(batch_size):
+            for x_batch, y_batch in zip(x_order.split(batch_size), y_order.split(batch_size)):
                 optimiser.zero_grad(set_to_none=True)
-                value = loss(model, x_train[batch], y_train[batch])
+                value = loss(model, x_batch, y_batch)
                 if check_each_batch and not torch.isfinite(value):
                     bar.close()
                     model.load_state_dict(best_state)
@@ -264,11 +268,11 @@ def train(
                     )
                 value.backward()
                 if clip_norm is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+                    nn.utils.clip_grad_norm_(trained, clip_norm)
                 optimiser.step()
                 if per_step is not None:
                     per_step.step()
-                total += value.detach().reshape(()) * len(batch)  # a scalar, also from a loss of shape (1,)
+                total += value.detach().reshape(()) * len(x_batch)  # a scalar, also from a loss of shape (1,)
             train_loss = total.item() / len(x_train)
             model.eval()
             with torch.no_grad():
