@@ -160,6 +160,23 @@ def test_conditional_moments_against_the_closed_form(gaussian, bimodal):
         conditional_moments(camera.truth, [0.0], np.linspace(200, 300, 11))
 
 
+def test_moments_on_an_uneven_grid_are_the_trapezoidal_rule():
+    from utilis.density import moments_on_grid
+
+    rng = np.random.default_rng(0)
+    y = np.sort(rng.uniform(-5, 5, 300))
+    log_p = -0.5 * ((y[:, None] - rng.uniform(-2, 2, 7)) / rng.uniform(0.1, 2, 7)) ** 2 - 700  # far below 1
+    log_p[:, 3] = -np.inf  # an empty column
+    mean, variance, empty = moments_on_grid(log_p, y)
+    p = np.exp(log_p[:, [0, 1, 2, 4, 5, 6]] + 700)
+    mass = np.trapezoid(p, y, axis=0)
+    expected_mean = np.trapezoid(y[:, None] * p, y, axis=0) / mass
+    expected_variance = np.trapezoid((y[:, None] - expected_mean) ** 2 * p, y, axis=0) / mass
+    np.testing.assert_allclose(np.delete(mean, 3), expected_mean, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(np.delete(variance, 3), expected_variance, rtol=1e-12)
+    assert list(empty) == [False] * 3 + [True] + [False] * 3 and (mean[3], variance[3]) == (0.0, 1.0)
+
+
 @pytest.mark.parametrize("name", list(DATASETS))
 def test_multimodal_inputs_are_where_the_answer_is_a_set(name):
     from utilis.density import multimodal_inputs

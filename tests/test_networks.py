@@ -14,14 +14,16 @@ from utilis.networks import NEGLIGIBLE, GaussianMixture, logsumexp
 def test_logsumexp_is_torchs_to_the_last_bit(dtype, dim):
     # terms spread over thousands of nats, so most are far below their row's largest
     generator = torch.Generator().manual_seed(0)
-    values = (-torch.rand(300, 40, generator=generator, dtype=torch.float64) ** 4 * 5000).to(dtype)
+    values = (-(torch.rand(300, 40, generator=generator, dtype=torch.float64) ** 4) * 5000).to(dtype)
     assert ((values - values.amax(dim, keepdim=True)) < -NEGLIGIBLE).float().mean() > 0.5
     assert torch.equal(logsumexp(values, dim), torch.logsumexp(values, dim))
 
 
 def test_logsumexp_keeps_torchs_infinities_and_nan():
     inf, nan = float("inf"), float("nan")
-    values = torch.tensor([[-inf, -inf, -inf], [0.0, -inf, 1.0], [inf, 0.0, -500.0], [nan, 0.0, 0.0], [-1e4, 0.0, -inf]])
+    values = torch.tensor(
+        [[-inf, -inf, -inf], [0.0, -inf, 1.0], [inf, 0.0, -500.0], [nan, 0.0, 0.0], [-1e4, 0.0, -inf]]
+    )
     ours, theirs = logsumexp(values, -1), torch.logsumexp(values, -1)
     assert torch.equal(ours.isnan(), theirs.isnan())
     assert torch.equal(ours[~ours.isnan()], theirs[~theirs.isnan()])
@@ -48,10 +50,14 @@ def test_gaussian_mixture_matches_torch_and_scipy(dtype):
     general = MixtureSameFamily(Categorical(logits=logits), Normal(means, scales))
     assert torch.equal(ours.log_prob(y), general.log_prob(y))  # to the last bit: trained models stay as they were
     weights = torch.softmax(logits.double(), -1).numpy()
-    density = (weights * stats.norm.pdf(y.double().numpy()[:, None], means.double().numpy(), scales.double().numpy())).sum(-1)
+    density = (
+        weights * stats.norm.pdf(y.double().numpy()[:, None], means.double().numpy(), scales.double().numpy())
+    ).sum(-1)
     finite = density > 1e-300
     tolerance = 1e-10 if dtype == torch.float64 else 1e-4
-    assert np.allclose(ours.log_prob(y).double().numpy()[finite], np.log(density[finite]), rtol=tolerance, atol=tolerance)
+    assert np.allclose(
+        ours.log_prob(y).double().numpy()[finite], np.log(density[finite]), rtol=tolerance, atol=tolerance
+    )
     # a y grid against a batch of mixtures broadcasts as torch's does, and sampling is torch's
     grid = torch.linspace(-20, 20, 7, dtype=dtype)[:, None]
     assert ours.log_prob(grid).shape == (7, n)

@@ -8,10 +8,10 @@ An MLP maps x to the parameters of a mixture of K Gaussians over y:
     \\quad \\sigma_k(x) = \\operatorname{softplus}(s_k(x)) + \\sigma_{\\min}
 
 trained by the negative log-likelihood. ``forward(x)`` returns a
-``torch.distributions.MixtureSameFamily`` (:class:`utilis.networks.GaussianMixture`), so the loss is ``-model(x).log_prob(y).mean()`` as for
-every model here. Inputs and outputs are z-scored inside the model with the training data's
-statistics; the scales have a floor so no component collapses onto a point; the means start spread
-over the quantiles of y, not on top of each other.
+``torch.distributions.MixtureSameFamily`` (:class:`utilis.networks.GaussianMixture`), so the loss
+is ``-model(x).log_prob(y).mean()`` as for every model here. Inputs and outputs are z-scored inside
+the model with the training data's statistics; the scales have a floor so no component collapses
+onto a point; the means start spread over the quantiles of y, not on top of each other.
 
 Example:
     >>> from generate_dataset import inverted_sinusoid_mixture

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 from torch import Tensor, nn
-
 from torch.distributions import Categorical, MixtureSameFamily, Normal
 
 from utilis.protocol import CheckedDensity, NotFittedError, check_count, finite_array
