@@ -30,7 +30,10 @@ from utilis.protocol import ConditionalDensity, check_count, require_density
 
 __all__ = ["BestSingleGaussian", "BinnedTruth", "oracles_for"]
 
-_BLOCK_ELEMENTS = 2**20  # truth evaluations at once: 8 MiB per float64 temporary
+_BLOCK_ELEMENTS = 2**18
+"""Truth evaluations at once: 2 MiB a float64 temporary, which stays in the cache. Measured against
+2**20 (8 MiB): the binned truth 1.4-2x faster, the best single Gaussian's grid and moments 2.3x
+(0.45 s against 1.06 s for 5,000 x of the linear set, with its moments taken as products)."""
 
 
 def _dataset_grid(data, n_grid: int) -> np.ndarray:
@@ -60,10 +63,8 @@ class BestSingleGaussian(GaussianMixtureDensity):
         return cls(data.truth, _dataset_grid(data, n_grid))
 
     def _given_x(self, x):
-        # Blocks of columns that stay in the cache (2 MiB a temporary), each evaluated and integrated
-        # before the next (with moments_on_grid's products: 0.45 s for 5,000 x of the linear set,
-        # against 1.06 s for blocks of 8 MiB, each a grid of 16-column blocks, integrated whole).
-        width = max(1, _BLOCK_ELEMENTS // 4 // len(self.y_grid))
+        # each block of columns evaluated and integrated before the next
+        width = max(1, _BLOCK_ELEMENTS // len(self.y_grid))
         y = self.y_grid[:, None]
         moments = [
             moments_on_grid(self.truth.log_prob(y, x[None, s : s + width]), y[:, 0]) for s in range(0, len(x), width)
