@@ -96,7 +96,8 @@ def test_oracles_do_not_depend_on_their_blocks(data, monkeypatch):
     x = np.sort(data.sample(300, seed=3)[0])
     oracles = BestSingleGaussian.for_dataset(data, n_grid=500), BinnedTruth(data.truth, np.linspace(*data.y_range, 11))
     whole = [oracle._given_x(x) for oracle in oracles]
-    monkeypatch.setattr(utilis.oracles, "_BLOCK_ELEMENTS", 7 * 500)  # 7 columns a block: 43 blocks, and a ragged one
+    # blocks of 7 columns (the Gaussian's 500-point grid) and of 2 rows (the binned truth), the last ragged
+    monkeypatch.setattr(utilis.oracles, "_BLOCK_ELEMENTS", 7 * 500)
     for oracle, expected in zip(oracles, whole):
         for got, want in zip(oracle._given_x(x), expected):  # to rounding: BLAS sums a block's columns its own way
             np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)

@@ -290,6 +290,7 @@ class MultipleHypotheses(NetworkDensity, GaussianMixtureDensity):
             head.bias[: self.n_hypotheses] = 0.0
             head.bias[self.n_hypotheses :] = float(np.log(np.expm1(max(float(self.bandwidth) - self.min_scale, 1e-4))))
         self.net.requires_grad_(False)
+        self.net.zero_grad(set_to_none=True)  # the first stage's last gradients, which nothing should see now
         self.mixture_net.requires_grad_(True)
         settings = {"lr": 1e-2, "batch_size": default_batch_size(len(x)), "epochs": 40}
         settings = {**settings, "description": f"hypotheses, M={self.n_hypotheses}, mixture fit", **train_kwargs}

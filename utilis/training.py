@@ -167,7 +167,8 @@ def train(
             ``lr_patience`` epochs without a better monitored loss (``ReduceLROnPlateau``). "constant".
         warmup: the share of the steps the cosine schedule warms up over (0 <= warmup < 1).
         lr_patience: epochs without improvement before the "plateau" schedule halves the step size.
-        clip_norm: clip the gradient's norm to this (None: no clipping).
+        clip_norm: clip the norm of the gradient of the parameters being trained (those that require
+            a gradient when training starts) to this (None: no clipping).
         cpu_threads: torch's intra-op threads while training on the CPU, restored afterwards. One by
             default: the networks here are small, and on batches of a few hundred points a second
             thread costs more in synchronisation than it gives (measured 1.5 against 2.3 ms a step
