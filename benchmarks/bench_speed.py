@@ -1,7 +1,7 @@
 """The speed targets: training time (with its gap), the wide joint grid, this code against an older checkout.
 
 Run from the repository root:
-    python benchmarks/bench_speed.py [--against PATH] [--seeds 0 1 2] [--what mdn generative grid]
+    python benchmarks/bench_speed.py [--against PATH] [--seeds 0 1 2] [--what mdn generative grid step]
 
 For each measurement, each checkout runs in a fresh Python process of its own (its own imports), one
 after the other on the same machine, so the two columns are comparable. ``--against`` names another
@@ -9,6 +9,12 @@ checkout of this repository (e.g. ``git worktree add /tmp/old <commit>``) to mea
 - mdn, generative: default settings, ``fit`` on round(n / 0.9) generated points (its 90% split), n =
   20,000 and 900; training seconds (the fit's own clock) and the gap to the Bayes floor on 20,000
   fresh points, mean over the seeds, with the mean of the per-seed standard errors.
+- step (this checkout only, not by default): what ``utilis.networks.logsumexp`` buys. The MDN's loss
+  on one batch of 512 points, forward and backward, one thread, best of 5 repeats of 200, on a
+  camera-set MDN trained 30 epochs (two thirds of its log-sum-exp's terms then lie in ``exp``'s slow
+  path): as trained here (``GaussianMixture``), through torch's ``MixtureSameFamily`` from the same
+  parameters, and the network alone. And the energy model's training for 12 epochs on each set,
+  with its log-sum-exps as here and replaced by ``torch.logsumexp`` (best of 2 fits).
 - grid: ``log_joint_grid`` of a 5-component inverted-sinusoid truth, 4000 x 4000, its x range
   widened by 40 on each side: seconds of the first call and best of 5, non-finite values, and the
   peak memory of a call (tracemalloc, which numpy reports to) beside the output's own size, at
@@ -78,11 +84,56 @@ def grid():
         del values
     return out
 
+def step():
+    from torch.distributions import Categorical, MixtureSameFamily, Normal
+    from utilis.mdn_utilis import MDN
+    data = DATASETS["camera"](n_samples=round(20000 / 0.9), seed=0)
+    model = MDN()
+    model.fit(data.x_train, data.y_train, progress=False, seed=0, epochs=30)
+    model.train()
+    x = torch.as_tensor(data.x_train[:512], dtype=torch.float32)
+    y = torch.as_tensor(data.y_train[:512], dtype=torch.float32)
+
+    def torchs():
+        logits, means, scales = model._split(x)
+        mixing = Categorical(logits=logits, validate_args=False)
+        return MixtureSameFamily(mixing, Normal(means, scales, validate_args=False), validate_args=False)
+
+    losses = {
+        "as trained": lambda: -model(x).log_prob(y).mean(),
+        "torch's MixtureSameFamily": lambda: -torchs().log_prob(y).mean(),
+        "network alone": lambda: model.net(model.scaling.z_x(x)[:, None]).sum(),
+    }
+    torch.set_num_threads(1)
+    out = {}
+    for label, loss in losses.items():
+        best = float("inf")
+        for _ in range(5):
+            start = time.perf_counter()
+            for _ in range(200):
+                loss().backward()
+            best = min(best, (time.perf_counter() - start) / 200)
+        out["MDN loss, us: " + label] = best * 1e6
+    torch.set_num_threads(2)
+    # the energy model's training, with its log-sum-exps as here and as torch's: best of 2 fits of 12 epochs
+    import utilis.energy_utilis as energy_utilis
+    from utilis.networks import logsumexp
+    for name in DATASETS:
+        data = DATASETS[name](n_samples=round(20000 / 0.9), seed=0)
+        for label, function in (("as trained", logsumexp), ("torch's logsumexp", torch.logsumexp)):
+            energy_utilis.logsumexp = function
+            seconds = [energy_utilis.EnergyModel().fit(data.x_train, data.y_train, progress=False, epochs=12).seconds
+                       for _ in range(2)]
+            out[f"energy, {name}, 12 epochs, s: {label}"] = min(seconds)
+        energy_utilis.logsumexp = logsumexp
+    return out
+
 torch.set_num_threads(2)
 what, seeds = WHAT, SEEDS
 result = {"mdn": fits("mdn", seeds, [20000, 900]) if "mdn" in what else None,
           "generative": fits("generative", seeds, [20000, 900]) if "generative" in what else None,
-          "grid": grid() if "grid" in what else None}
+          "grid": grid() if "grid" in what else None,
+          "step": step() if "step" in what else None}
 print("RESULT" + json.dumps(result))
 """
 
@@ -99,10 +150,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--against", type=Path, help="another checkout, measured beside this one")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--what", nargs="+", default=["mdn", "generative", "grid"])
+    parser.add_argument("--what", nargs="+", default=["mdn", "generative", "grid"], help="also: step")
     args = parser.parse_args()
     checkouts = {"this": HERE} | ({"against": args.against.resolve()} if args.against else {})
-    results = {label: measure(path, args.what, args.seeds) for label, path in checkouts.items()}
+    # the step compares two losses within one checkout: measured in this one alone
+    results = {
+        label: measure(path, [w for w in args.what if label == "this" or w != "step"], args.seeds)
+        for label, path in checkouts.items()
+    }
     print(f"{os.cpu_count()} CPU cores; seeds {args.seeds}; " + "; ".join(f"{k}: {v}" for k, v in checkouts.items()))
     for kind in ("mdn", "generative"):
         if kind not in args.what:
@@ -118,6 +173,11 @@ def main() -> None:
                 _, _, old_seconds, old_gap, old_error = results["against"][kind][i]
                 row += f" {old_seconds:>11.2f} {old_gap:>9.4f} ± {old_error:.4f} {old_seconds / seconds:>8.1f}x"
             print(row)
+    if "step" in args.what:
+        print("\nthe MDN's loss, forward and backward, one batch of 512 (camera, 30 epochs), one thread (us);")
+        print("the energy model's training on 20,000 points (s)")
+        for label, value in results["this"]["step"].items():
+            print(f"{label:<55} {value:>8.{0 if label.startswith('MDN') else 2}f}")
     if "grid" in args.what:
         print("\njoint grid of a 5-component sinusoid truth, x range widened by 40 on each side")
         columns = ("first s", 8), ("best s", 7), ("non-finite", 11), ("peak MiB", 9), ("output MiB", 11)
