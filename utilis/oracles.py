@@ -64,10 +64,9 @@ class BestSingleGaussian(GaussianMixtureDensity):
 
     def _given_x(self, x):
         # each block of columns evaluated and integrated before the next
-        width = max(1, _BLOCK_ELEMENTS // len(self.y_grid))
-        y = self.y_grid[:, None]
+        y, width = self.y_grid, max(1, _BLOCK_ELEMENTS // len(self.y_grid))
         moments = [
-            moments_on_grid(self.truth.log_prob(y, x[None, s : s + width]), y[:, 0]) for s in range(0, len(x), width)
+            moments_on_grid(self.truth.log_prob(y[:, None], x[None, s : s + width]), y) for s in range(0, len(x), width)
         ]
         mean, variance, empty = (np.concatenate(parts) for parts in zip(*moments))
         sd = np.maximum(np.sqrt(variance), 0.5 * np.min(np.diff(self.y_grid)))
