@@ -1,4 +1,6 @@
-"""The three toy datasets: exact densities against independent references, samples, splits, bad input."""
+"""The three scalar toy datasets: exact densities against independent references, samples, splits, bad input.
+
+The planar datasets have their own file, tests/test_planar_datasets.py."""
 
 import dataclasses
 
@@ -8,13 +10,14 @@ from scipy import integrate, stats
 
 from generate_dataset import (
     DATASETS,
+    SCALAR_DATASETS,
     CameraRelocalisation,
     camera_relocalisation,
     inverted_sinusoid_mixture,
     linear_mixture,
 )
 
-NAMES = list(DATASETS)
+NAMES = list(SCALAR_DATASETS)
 SEEDS = [0, 1, 2]
 
 

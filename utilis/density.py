@@ -17,9 +17,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import integrate, signal
 
-from utilis.protocol import ConditionalDensity, JointDensity, finite_array, require_density
+from utilis.protocol import (
+    ConditionalDensity,
+    JointDensity,
+    check_inputs,
+    finite_array,
+    require_density,
+    x_dim_of,
+    y_space_of,
+)
+from utilis.spaces import Grid, line_modes
 
 __all__ = [
     "check_grid",
@@ -30,6 +38,7 @@ __all__ = [
     "log_conditional_curves",
     "log_conditional_grid",
     "log_joint_grid",
+    "log_prob_on_grid",
     "moments_on_grid",
     "multimodal_inputs",
     "multimodality_summary",
@@ -107,6 +116,28 @@ def log_conditional_curves(density: ConditionalDensity, y_grid: ArrayLike, x_sta
     if np.isnan(curves).any():
         raise ValueError(f"the density returned NaN for x* = {x[np.isnan(curves).any(axis=1)][0]}")
     return curves
+
+
+def log_prob_on_grid(
+    density: ConditionalDensity, x: ArrayLike, grid: Grid, *, block_elements: int = DEFAULT_BLOCK_ELEMENTS
+) -> np.ndarray:
+    """log p(y | x) at every node of a :class:`~utilis.spaces.Grid` of y, for each of m inputs x:
+    shape ``(len(grid), m)``, a column per x (``values[:, j].reshape(grid.shape)`` is an image).
+
+    Works in any space that offers a grid (``density.y_space.grid(ranges, n)``): the real line and the
+    plane today. ``x`` holds m inputs, shape ``(m,)`` or ``(m, x_dim)``. As
+    :func:`log_conditional_grid`, nothing is renormalised over the grid, and the columns are evaluated
+    in blocks on a small thread pool.
+    """
+    density = require_density(density)
+    space = y_space_of(density)
+    if not isinstance(grid, Grid) or grid.dim != space.dim:
+        raise ValueError(f"grid must be a Grid over the density's {space!r}, got {grid!r}")
+    points = check_inputs(x, "x", x_dim_of(density))
+    if len(points) == 0:
+        raise ValueError("x must hold at least one input, got none")
+    nodes = grid.points[:, None] if space.dim == 1 else grid.points[:, None, :]  # against x[None, s]
+    return _blocks(lambda s: density.log_prob(nodes, points[None, s]), len(points), len(grid), block_elements)
 
 
 def log_conditional_grid(
@@ -213,20 +244,7 @@ def find_modes(log_density: ArrayLike, y_grid: ArrayLike, min_mass: float = 0.05
     log_p = np.asarray(log_density, dtype=np.float64)
     if log_p.shape != y.shape:
         raise ValueError(f"log_density must have the shape of y_grid, {y.shape}, got {log_p.shape}")
-    if np.isnan(log_p).any() or np.all(log_p == -np.inf):
-        raise ValueError("log_density must be a density on the grid: no NaN, not -inf everywhere")
-    if not 0 <= min_mass < 1:
-        raise ValueError(f"min_mass must be in [0, 1), got {min_mass}")
-    p = np.exp(log_p - log_p.max())
-    padded = np.concatenate([[0.0], p, [0.0]])  # so that peaks at the grid's ends are found
-    peaks, _ = signal.find_peaks(padded, prominence=1e-6)
-    peaks -= 1
-    if len(peaks) == 0:
-        return np.empty(0)
-    cuts = [0] + [a + int(np.argmin(p[a : b + 1])) for a, b in zip(peaks[:-1], peaks[1:])] + [len(p) - 1]
-    masses = np.array([integrate.trapezoid(p[lo : hi + 1], y[lo : hi + 1]) for lo, hi in zip(cuts[:-1], cuts[1:])])
-    masses /= integrate.trapezoid(p, y)
-    return y[peaks[masses >= min_mass]]
+    return line_modes(log_p, y, min_mass)
 
 
 def count_modes(

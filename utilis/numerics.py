@@ -23,6 +23,7 @@ __all__ = [
     "log_gaussian_mixture",
     "log_gaussian_posterior",
     "log_histogram",
+    "log_isotropic_posterior",
     "log_trapezoid",
     "logsumexp_last",
     "normal_logpdf",
@@ -175,6 +176,37 @@ def log_gaussian_posterior(x: ArrayLike, log_prior: ArrayLike, mean: ArrayLike, 
     reference = np.argmin(np.where(impossible, np.inf, excess), axis=-1)[..., None]
     excess = _excess_squares(x, mean, sd, reference)
     logits = log_prior - np.log(sd) - 0.5 * np.maximum(excess, 0.0)  # >= 0 but for rounding
+    peak = logits.max(axis=-1, keepdims=True)
+    peak = np.where(np.isfinite(peak), peak, 0.0)
+    return logits - peak - logsumexp_last(logits - peak)[..., None]
+
+
+def log_isotropic_posterior(x: ArrayLike, log_prior: ArrayLike, means: ArrayLike, sd: float) -> np.ndarray:
+    """log p(c | x) = log softmax_c [log_prior_c + log N(x; means_c, sd^2 I)] for a vector x.
+
+    The vector form of :func:`log_gaussian_posterior` for components that share one isotropic sd:
+    the squares enter as |x - m_c|^2 - |x - m_r|^2 = sum_j (m_rj - m_cj)((x_j - m_cj) + (x_j - m_rj))
+    against the component r nearest to x, so the weights stay exact however far x lies (the
+    difference of the means still decides where x - m rounds to one float for every component).
+    ``x`` has shape ``s + (d,)``, ``log_prior`` ``(K,)``, ``means`` ``(K, d)``. Returns ``s + (K,)``.
+    """
+    x = np.asarray(x, dtype=np.float64)[..., None, :]  # (..., 1, d) against the components (K, d)
+    means, log_prior = np.asarray(means, dtype=np.float64), np.asarray(log_prior, dtype=np.float64)
+    means_here = np.broadcast_to(means, x.shape[:-2] + means.shape)
+    impossible = np.isneginf(log_prior)  # weight 0: never the reference
+
+    def excess_over(reference: np.ndarray) -> np.ndarray:
+        mean_r = np.take_along_axis(means_here, reference[..., None, None], axis=-2)
+        with np.errstate(over="ignore", invalid="ignore"):
+            excess = ((mean_r - means) * ((x - means) + (x - mean_r))).sum(axis=-1) / sd**2
+        return np.where(np.isnan(excess), 0.0, excess)  # 0 * inf, or inf - inf across axes far out: a tie
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        scale = np.maximum(np.abs(x).max(axis=-1, keepdims=True), 1.0)  # squares of x / scale never overflow
+        distance = (((x - means) / scale) ** 2).sum(axis=-1)
+    excess = excess_over(np.argmin(np.where(impossible, np.inf, distance), axis=-1))
+    excess = excess_over(np.argmin(np.where(impossible, np.inf, excess), axis=-1))  # the nearest, exactly
+    logits = log_prior - 0.5 * np.maximum(excess, 0.0)  # >= 0 but for rounding
     peak = logits.max(axis=-1, keepdims=True)
     peak = np.where(np.isfinite(peak), peak, 0.0)
     return logits - peak - logsumexp_last(logits - peak)[..., None]

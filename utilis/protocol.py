@@ -1,10 +1,18 @@
 """The conditional-density protocol, its checked base class, and the input checks every part shares.
 
-Anything that has a p(y|x) speaks this protocol (see ``shared/design.md``):
+Anything that has a p(y|x) speaks this protocol (see ``docs/design.md``):
 
 - ``log_prob(y, x)``: log p(y | x) for arrays that broadcast against each other (numpy in, numpy out),
   never NaN for a finite query;
-- ``sample(x, n, seed=None)``: ``n`` draws of y for each x, shape ``(n, len(x))``.
+- ``sample(x, n, seed=None)``: ``n`` draws of y for each x, shape ``(n, m)`` for m inputs, and
+  ``(n, m, d_y)`` when y is a vector;
+- optionally ``x_dim`` and ``y_space`` (:mod:`utilis.spaces`): the dimension of x and the space y
+  lives in. A density without them is scalar: ``x_dim = 1`` and y on the real line.
+
+Shapes follow ``torch.distributions`` and sbi: batch axes first, then one event axis. A vector y has
+shape ``(..., d_y)`` and a vector x ``(..., d_x)``, broadcast over the batch axes; where d = 1 there is
+no event axis, so every scalar call reads as plain numpy broadcasting. A last axis that does not match
+the density's dimension is a ``ValueError`` naming the shape expected and the shape given.
 
 The helpers in ``utilis/`` rely on nothing else, so a dataset's exact density and every trained model
 go through the same plotting and scoring code. :class:`CheckedDensity` implements both methods once
@@ -28,6 +36,25 @@ Example:
     Traceback (most recent call last):
     ...
     ValueError: x must be finite, got nan among its values
+
+A density over the plane declares its space; queries carry the event axis last:
+
+    >>> from utilis.spaces import Euclidean
+    >>> class Around(CheckedDensity):
+    ...     '''y | x ~ N((x, -x), I) in the plane, for a scalar x.'''
+    ...     y_space = Euclidean(2)
+    ...     def _log_prob(self, y, x):
+    ...         mean = np.stack([x, -x], axis=-1)
+    ...         return -0.5 * ((y - mean) ** 2).sum(-1) - np.log(2 * np.pi)
+    ...     def _sample(self, x, n, rng):
+    ...         return np.stack([x, -x], axis=-1) + rng.standard_normal((n, len(x), 2))
+    >>> plane = Around()
+    >>> plane.log_prob(np.zeros((3, 1, 2)), np.arange(4.0)).shape, plane.sample([0.0, 1.0], 5).shape
+    ((3, 4), (5, 2, 2))
+    >>> plane.log_prob(np.zeros(3), 0.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: y must have shape (..., 2): its last axis holds the 2 coordinates, got shape (3,)
 """
 
 from __future__ import annotations
@@ -40,6 +67,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from utilis.numerics import CannotSample
+from utilis.spaces import EUCLIDEAN_LINE, OutputSpace, event_batch_shape
 
 __all__ = [
     "CheckedDensity",
@@ -53,6 +81,9 @@ __all__ = [
     "check_positive",
     "finite_array",
     "require_density",
+    "same_dimensions",
+    "x_dim_of",
+    "y_space_of",
 ]
 
 Seed = int | np.random.Generator | None
@@ -60,14 +91,14 @@ Seed = int | np.random.Generator | None
 
 @runtime_checkable
 class ConditionalDensity(Protocol):
-    """A conditional density p(y | x) over a scalar y given a scalar x."""
+    """A conditional density p(y | x); its dimensions are read by :func:`x_dim_of` and :func:`y_space_of`."""
 
     def log_prob(self, y: ArrayLike, x: ArrayLike) -> np.ndarray:
         """log p(y | x), broadcast over ``y`` and ``x``."""
         ...
 
     def sample(self, x: ArrayLike, n: int, seed: Seed = None) -> np.ndarray:
-        """``n`` draws of y for each x: shape ``(n, len(x))``."""
+        """``n`` draws of y for each x: shape ``(n, len(x))``, or ``(n, len(x), d_y)`` for a vector y."""
         ...
 
 
@@ -104,25 +135,40 @@ def finite_array(value: ArrayLike, name: str) -> np.ndarray:
     return array
 
 
-def check_inputs(x: ArrayLike, name: str = "x") -> np.ndarray:
-    """A scalar or 1-D array of finite inputs, as a 1-D float64 array (the x of ``sample``)."""
-    array = np.atleast_1d(finite_array(x, name))
-    if array.ndim != 1:
-        raise ValueError(f"{name} must be a scalar or 1-D array, got shape {array.shape}")
-    return array
+def check_inputs(x: ArrayLike, name: str = "x", dim: int = 1) -> np.ndarray:
+    """Finite inputs as a float64 array of m points (the x of ``sample``): shape ``(m,)`` for ``dim = 1``
+    (from a scalar or a 1-D array), ``(m, dim)`` otherwise (from one point ``(dim,)`` or rows ``(m, dim)``)."""
+    array = finite_array(x, name)
+    if dim == 1:
+        array = np.atleast_1d(array)
+        if array.ndim != 1:
+            raise ValueError(f"{name} must be a scalar or 1-D array, got shape {array.shape}")
+        return array
+    if array.ndim not in (1, 2) or array.shape[-1] != dim:
+        raise ValueError(
+            f"{name} must be one point of shape ({dim},) or rows of shape (m, {dim}), got shape {array.shape}"
+        )
+    return array.reshape(-1, dim)
 
 
-def broadcast_query(y: ArrayLike, x: ArrayLike) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
-    """Check a (y, x) query: both as float64 arrays, *not* broadcast, and their broadcast shape.
+def broadcast_query(
+    y: ArrayLike, x: ArrayLike, y_dim: int = 1, x_dim: int = 1
+) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    """Check a (y, x) query: both as float64 arrays, *not* broadcast, and their broadcast batch shape.
 
-    Leaving the arrays un-broadcast lets a density compute what depends on x alone once per x (and
-    on y alone once per y) when the query is a grid, ``y[:, None]`` against ``x[None, :]``.
+    ``y`` has shape ``(..., y_dim)`` and ``x`` shape ``(..., x_dim)``, with no event axis where the
+    dimension is 1. Leaving the arrays un-broadcast lets a density compute what depends on x alone once
+    per x (and on y alone once per y) when the query is a grid, ``y[:, None]`` against ``x[None, :]``.
     """
     y_array, x_array = finite_array(y, "y"), finite_array(x, "x")
+    y_batch, x_batch = event_batch_shape(y_array, y_dim, "y"), event_batch_shape(x_array, x_dim, "x")
     try:
-        shape = np.broadcast_shapes(y_array.shape, x_array.shape)
+        shape = np.broadcast_shapes(y_batch, x_batch)
     except ValueError as error:
-        raise ValueError(f"y of shape {y_array.shape} and x of shape {x_array.shape} do not broadcast") from error
+        batches = f" (batch shapes {y_batch} and {x_batch})" if (y_dim, x_dim) != (1, 1) else ""
+        raise ValueError(
+            f"y of shape {y_array.shape} and x of shape {x_array.shape} do not broadcast{batches}"
+        ) from error
     return y_array, x_array, shape
 
 
@@ -151,6 +197,26 @@ def as_generator(seed: Seed) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+def y_space_of(density: object) -> OutputSpace:
+    """The space y lives in: the density's ``y_space``, or the real line for a density that declares none."""
+    return getattr(density, "y_space", None) or EUCLIDEAN_LINE
+
+
+def x_dim_of(density: object) -> int:
+    """The dimension of x: the density's ``x_dim``, or 1 for a density that declares none."""
+    return int(getattr(density, "x_dim", 1))
+
+
+def same_dimensions(first: object, second: object, names: tuple[str, str] = ("model", "truth")) -> None:
+    """``ValueError`` unless two densities share x's dimension and y's space (a model beside its truth)."""
+    a, b = (x_dim_of(first), y_space_of(first)), (x_dim_of(second), y_space_of(second))
+    if a != b:
+        raise ValueError(
+            f"{names[0]} has x of dimension {a[0]} and y in {a[1]!r}, but {names[1]} has x of dimension {b[0]} "
+            f"and y in {b[1]!r}: they are not densities over the same (x, y)"
+        )
+
+
 def require_density(density: object, name: str = "density") -> ConditionalDensity:
     """``density`` if it speaks the protocol; a ``ValueError`` that says what to pass otherwise.
 
@@ -173,53 +239,81 @@ def require_density(density: object, name: str = "density") -> ConditionalDensit
 class CheckedDensity(ABC):
     """The conditional-density protocol implemented once; a subclass writes only the maths.
 
-    The public :meth:`log_prob` and :meth:`sample` check their arguments (finite, broadcastable,
+    The public :meth:`log_prob` and :meth:`sample` check their arguments (finite, of the density's
+    dimensions, broadcastable,
     ``n >= 1``, a valid seed), ask :meth:`_check_ready` (a model that was never fitted refuses),
     compute what depends on x alone once per distinct x (:meth:`_given_x`), and return float64
     numpy arrays of the right shape, never NaN (``sample`` raises ``CannotSample``, a ``ValueError``, where p(y|x)
     underflows and there is nothing to draw from). A subclass implements:
 
-    - ``_given_x(x)``, optional: for a 1-D array of distinct x, a tuple of arrays whose first axis
-      runs over x (mixture weights, means, log p(x), ...); default ``()``;
-    - ``_log_prob(y, x, *given)``: log p(y | x) for float64 arrays that broadcast (``y`` and ``x`` as
-      the caller shaped them; each ``given`` array indexed to ``x.shape + its trailing shape``);
-    - ``_sample(x, n, rng, *given)``: an ``(n, len(x))`` array of draws for a 1-D ``x``.
+    - ``x_dim`` and ``y_space``, class or instance attributes, where x or y is a vector (default 1
+      and the real line);
+    - ``_given_x(x)``, optional: for distinct x (shape ``(m,)``, or ``(m, x_dim)``), a tuple of arrays
+      whose first axis runs over x (mixture weights, means, log p(x), ...); default ``()``;
+    - ``_log_prob(y, x, *given)``: log p(y | x) for float64 arrays that broadcast over their batch
+      axes (``y`` and ``x`` as the caller shaped them, event axis last; each ``given`` array indexed
+      to x's batch shape + its trailing shape), returning an array of the batch shape;
+    - ``_sample(x, n, rng, *given)``: draws for m inputs, shape ``(n, m)`` or ``(n, m, d_y)``.
     """
 
+    x_dim: int = 1
+    y_space: OutputSpace = EUCLIDEAN_LINE
+
+    @property
+    def y_dim(self) -> int:
+        """The length of y's event axis (1: a scalar y, with no event axis)."""
+        return self.y_space.dim
+
     def log_prob(self, y: ArrayLike, x: ArrayLike) -> np.ndarray:
-        """log p(y | x); ``y`` and ``x`` broadcast, and the result has their broadcast shape."""
-        y_array, x_array, shape = broadcast_query(y, x)
+        """log p(y | x); ``y`` and ``x`` broadcast over their batch axes, and the result has that shape."""
+        y_array, x_array, shape = broadcast_query(y, x, self.y_dim, self.x_dim)
         self._check_ready()
         out = np.asarray(self._log_prob(y_array, x_array, *self._given_at(x_array)), dtype=np.float64)
         if out.shape != shape:
             out = np.broadcast_to(out, shape).copy()
         if np.isnan(out).any():
-            index = np.argwhere(np.isnan(out))[0]
-            y_bad, x_bad = np.broadcast_to(y_array, shape)[tuple(index)], np.broadcast_to(x_array, shape)[tuple(index)]
+            index = tuple(np.argwhere(np.isnan(out))[0])
+            y_bad = self._event_at(y_array, self.y_dim, shape, index)
+            x_bad = self._event_at(x_array, self.x_dim, shape, index)
             raise FloatingPointError(f"{type(self).__name__}.log_prob gave NaN at y = {y_bad}, x = {x_bad}")
         return out
 
     def sample(self, x: ArrayLike, n: int, seed: Seed = None) -> np.ndarray:
-        """``n`` draws of y from p(y | x) for each x (a scalar or 1-D array): shape ``(n, len(x))``."""
-        x_array, n, rng = check_inputs(x), check_count(n, "n"), as_generator(seed)
+        """``n`` draws of y from p(y | x) for each of m inputs: shape ``(n, m)``, or ``(n, m, d_y)`` for a
+        vector y. x is a scalar or 1-D array where ``x_dim = 1``, else one point ``(x_dim,)`` or rows
+        ``(m, x_dim)``."""
+        x_array, n, rng = check_inputs(x, "x", self.x_dim), check_count(n, "n"), as_generator(seed)
         self._check_ready()
         try:
             out = np.asarray(self._sample(x_array, n, rng, *self._given_at(x_array)), dtype=np.float64)
         except CannotSample as error:  # a kernel with nothing to sample from: say where
             raise CannotSample(f"{error}; x ranges over [{x_array.min()}, {x_array.max()}]") from error
-        assert out.shape == (n, len(x_array)), f"_sample gave shape {out.shape}, not {(n, len(x_array))}"
-        if np.isnan(out).any():
-            raise FloatingPointError(f"{type(self).__name__}.sample gave NaN at x = {x_array[np.isnan(out).any(0)][0]}")
-        if np.isinf(out).any():
-            bad = x_array[np.isinf(out).any(0)][0]
+        expected = (n, len(x_array)) + ((self.y_dim,) if self.y_dim > 1 else ())
+        assert out.shape == expected, f"_sample gave shape {out.shape}, not {expected}"
+        by_x = out.reshape(n, len(x_array), -1)  # (n, m, d_y), also for a scalar y
+        if np.isnan(by_x).any():
+            bad = x_array[np.isnan(by_x).any(axis=(0, 2))][0]
+            raise FloatingPointError(f"{type(self).__name__}.sample gave NaN at x = {bad}")
+        if np.isinf(by_x).any():
+            bad = x_array[np.isinf(by_x).any(axis=(0, 2))][0]
             raise CannotSample(f"cannot sample: at x = {bad} the draws of y lie beyond the range of float64")
         return out
 
     def _given_at(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
-        """``_given_x`` evaluated once per distinct x, then indexed back to x's shape."""
-        unique, inverse = np.unique(x, return_inverse=True)
-        index = inverse.reshape(x.shape)
+        """``_given_x`` evaluated once per distinct x, then indexed back to x's batch shape."""
+        if self.x_dim == 1:
+            unique, inverse = np.unique(x, return_inverse=True)
+            index = inverse.reshape(x.shape)
+        else:
+            unique, inverse = np.unique(x.reshape(-1, self.x_dim), axis=0, return_inverse=True)
+            index = inverse.reshape(x.shape[:-1])
         return tuple(np.asarray(values)[index] for values in self._given_x(unique))
+
+    @staticmethod
+    def _event_at(values: np.ndarray, dim: int, shape: tuple[int, ...], index: tuple[int, ...]) -> np.ndarray:
+        """The point of ``values`` (event axis last unless ``dim == 1``) at batch ``index`` of ``shape``."""
+        event = values.shape[-1:] if dim > 1 else ()
+        return np.broadcast_to(values, shape + event)[index]
 
     def _check_ready(self) -> None:
         """Raise :class:`NotFittedError` if the density cannot answer yet (a model not fitted)."""
