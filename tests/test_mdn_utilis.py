@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy import integrate, stats
 
-from generate_dataset import DATASETS, inverted_sinusoid_mixture, linear_mixture
+from generate_dataset import SCALAR_DATASETS, inverted_sinusoid_mixture, linear_mixture
 from utilis.baselines import BinnedClassifier, GaussianRegression
 from utilis.density import conditional_mean
 from utilis.mdn_utilis import MDN
@@ -141,11 +141,11 @@ def test_classifier_as_density_and_as_argmax(baselines):
     assert np.all(classifier.log_prob([edges[0] - 1], 0.0) == -np.inf)
 
 
-@pytest.mark.parametrize("name", list(DATASETS))
+@pytest.mark.parametrize("name", list(SCALAR_DATASETS))
 def test_regression_is_trained_until_it_learns_the_conditional_mean(name):
     """At 20,000 points, f(x) is E[y | x] of the truth wherever p(x) has mass: a baseline that fails
     because it stopped early proves nothing. (Stopped after 20 epochs, its error was about 0.5 sd.)"""
-    data = DATASETS[name](n_samples=22_222, test_fraction=0.1, seed=0)
+    data = SCALAR_DATASETS[name](n_samples=22_222, test_fraction=0.1, seed=0)
     regression = GaussianRegression()
     regression.fit(data.x_train, data.y_train, progress=False, seed=0)
     x = np.unique(data.sample(1000, seed=1)[0])  # drawn from p(x)
