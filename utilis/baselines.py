@@ -28,9 +28,9 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from utilis.mixtures import GaussianMixtureDensity, HistogramDensity
-from utilis.networks import NetworkDensity, Standardiser, check_fit_data, default_batch_size, mlp
+from utilis.networks import NetworkDensity, Standardiser, mlp
 from utilis.protocol import check_count, check_inputs
-from utilis.training import History, train
+from utilis.training import History, TrainingSettings
 
 __all__ = ["BinnedClassifier", "GaussianRegression", "fit_baselines"]
 
@@ -53,13 +53,6 @@ class _SingleNetwork(NetworkDensity):
     def _outputs(self, x: np.ndarray) -> np.ndarray:
         return self.features(self._as_tensor(x)).double().cpu().numpy()
 
-    def _fit(self, x: np.ndarray, target: np.ndarray, loss, seed: int | None, settings: dict, kwargs: dict) -> History:
-        """Train on ``loss`` by the shared loop, with this model's settings under the caller's."""
-        defaults = {"lr": 5e-3, "batch_size": default_batch_size(len(x))}
-        history = train(self, x, target, loss=loss, seed=seed, **{**defaults, **settings, **kwargs})
-        self._finish_fit()
-        return history
-
 
 class GaussianRegression(_SingleNetwork, GaussianMixtureDensity):
     """Squared-error regression f(x) ~ E[y | x], made a density N(y; f(x), s^2) with s its residual spread.
@@ -80,24 +73,24 @@ class GaussianRegression(_SingleNetwork, GaussianMixtureDensity):
     def forward(self, x: Tensor) -> torch.distributions.Normal:
         return torch.distributions.Normal(self.mean(x), self.scale.float())
 
-    def fit(self, x: ArrayLike, y: ArrayLike, *, seed: int | None = 0, **train_kwargs) -> History:
-        """Train on the mean squared error (in z-units), then set the scale to the residuals' spread."""
-        x, y = check_fit_data(x, y)
-        self._start_fit(seed)
-        self.scaling.fit(x, y)
+    # Trained until its training loss converges: a validation split of a few hundred points is too
+    # noisy for squared errors across far-apart branches to choose the epoch. The whole cosine budget
+    # (patience = epochs): its last epochs, at a small step, are the ones that bring f(x) onto E[y | x].
+    training_defaults = TrainingSettings(lr=1e-2, batch_size=None, epochs=100, patience=100, monitor="train")
 
-        def squared_error(model: GaussianRegression, xb: Tensor, yb: Tensor) -> Tensor:
-            return (model.features(xb)[:, 0] - model.scaling.z_y(yb)).square().mean()
+    def _description(self) -> str:
+        return "MSE regression"
 
-        # Trained until its training loss converges: a validation split of a few hundred points is
-        # too noisy for squared errors across far-apart branches to choose the epoch.
-        # The whole cosine budget (patience = epochs): its last epochs, at a small step, are the ones
-        # that bring f(x) onto E[y | x].
-        settings = {"epochs": 100, "lr": 1e-2, "patience": 100, "monitor": "train"}
-        settings["description"] = "MSE regression"
-        history = self._fit(x, y, squared_error, seed, settings, train_kwargs)
-        self.scale.fill_(float(np.std(y - self.predict(x))) or 1.0)
-        return history
+    def _loss(self, seed: int | None):
+        return GaussianRegression._squared_error
+
+    def _squared_error(self, x: Tensor, y: Tensor) -> Tensor:
+        """The mean squared error of f(x), in z-units of y (the training loss)."""
+        return (self.features(x)[:, 0] - self.scaling.z_y(y)).square().mean()
+
+    def _after_training(self, x: np.ndarray, y: np.ndarray, history: History, **_) -> None:
+        """The scale s: the spread of the training residuals y - f(x)."""
+        self.scale.fill_(float(np.std(y - self._given_x(x)[1][:, 0])) or 1.0)
 
     def predict(self, x: ArrayLike) -> np.ndarray:
         """f(x): the squared-error prediction, for a scalar or 1-D x."""
@@ -133,21 +126,27 @@ class BinnedClassifier(_SingleNetwork, HistogramDensity):
         """p(bin | x): a ``Categorical`` over the bins."""
         return torch.distributions.Categorical(logits=self.features(x))
 
-    def fit(self, x: ArrayLike, y: ArrayLike, *, seed: int | None = 0, **train_kwargs) -> History:
-        """Train on the cross-entropy of each point's bin."""
-        x, y = check_fit_data(x, y)
-        self._start_fit(seed)
-        self.scaling.fit(x, y)
+    training_defaults = TrainingSettings(lr=5e-3, batch_size=None, epochs=100, patience=20)
+
+    def _description(self) -> str:
+        return f"softmax over {self.n_bins} bins"
+
+    def _initialise(self, x: np.ndarray, y: np.ndarray) -> None:
+        """The bins: ``n_bins`` equal ones over the training y widened by ``margin`` of its range on each side."""
         span = y.max() - y.min() or 1.0
         lo, hi = y.min() - self.margin * span, y.max() + self.margin * span
         self.edges.copy_(torch.linspace(lo, hi, self.n_bins + 1, dtype=torch.float64))
+
+    def _train(self, x: np.ndarray, y: np.ndarray, **kwargs) -> History:
+        """Train on the cross-entropy of each point's bin."""
         bins = np.clip(np.searchsorted(self.bin_edges, y, side="right") - 1, 0, self.n_bins - 1)
+        return super()._train(x, bins.astype(np.float64), **kwargs)
 
-        def cross_entropy(model: BinnedClassifier, xb: Tensor, bin_b: Tensor) -> Tensor:
-            return F.cross_entropy(model.features(xb), bin_b.long())
+    def _loss(self, seed: int | None):
+        return BinnedClassifier._cross_entropy
 
-        settings = {"epochs": 100, "patience": 20, "description": f"softmax over {self.n_bins} bins"}
-        return self._fit(x, bins.astype(np.float64), cross_entropy, seed, settings, train_kwargs)
+    def _cross_entropy(self, x: Tensor, bins: Tensor) -> Tensor:
+        return F.cross_entropy(self.features(x), bins.long())
 
     def _given_x(self, x):
         logits = self._outputs(x)

@@ -101,10 +101,10 @@ from numpy.typing import ArrayLike
 from scipy import signal
 from torch import Tensor
 
-from utilis.networks import NetworkDensity, Standardiser, check_fit_data, default_batch_size, logsumexp, mlp
+from utilis.networks import NetworkDensity, Standardiser, logsumexp, mlp
 from utilis.numerics import log_trapezoid, sample_from_grid
 from utilis.protocol import broadcast_query, check_count, check_inputs, check_positive
-from utilis.training import History, train
+from utilis.training import TrainingSettings
 
 __all__ = ["OBJECTIVES", "EnergyModel"]
 
@@ -244,21 +244,28 @@ class EnergyModel(NetworkDensity):
         return (logsumexp(logits, dim=1) - logits[:, 0]).mean()
 
     # ---- fitting --------------------------------------------------------------------------------
-    def fit(self, x: ArrayLike, y: ArrayLike, *, seed: int | None = 0, **train_kwargs) -> History:
-        """Draw initial weights from ``seed``, set the z-scoring and [y_lo, y_hi] from (x, y), and train
-        by the shared loop on the model's objective.
+    training_defaults = TrainingSettings(lr=1e-2, batch_size=None, epochs=30, patience=10)
+    """30 epochs of the cosine schedule from a step of 1e-2 (more were no better: the gap is variance),
+    patience 10, and a weight decay of 1 / n set from the data (:meth:`training_settings_for`)."""
 
-        ``train_kwargs`` go to :func:`utilis.training.train` (epochs, lr, batch_size, progress...) over these
-        defaults: 30 epochs of the cosine schedule from a step of 1e-2 (60 were no better: the gap is
-        variance), batches of :func:`utilis.networks.default_batch_size`, patience 10, weight decay 1 / n.
-        The random nodes or counter-examples come from a generator of the loss's own, seeded from ``seed``.
-        """
-        x, y = check_fit_data(x, y)
-        self._start_fit(seed)
-        self.scaling.fit(x, y)
+    def training_settings_for(self, n_points: int, **overrides) -> TrainingSettings:
+        """As for every network, with a weight decay of 1 / ``n_points`` unless overridden: on the mean
+        loss it is a standard normal prior on every weight (MAP), which on a few hundred points brings
+        the model closer to the truth and on tens of thousands is negligible (``benchmarks/bench_energy.py``)."""
+        return super().training_settings_for(n_points, **{"weight_decay": 1.0 / n_points, **overrides})
+
+    def _description(self) -> str:
+        return f"energy model, {self.objective}"
+
+    def _initialise(self, x: np.ndarray, y: np.ndarray) -> None:
+        """[y_lo, y_hi]: the training y's range widened by ``margin`` of it on each side (in z-scored y)."""
         z = (y - y.mean()) / (y.std() or 1.0)
         span = float(z.max() - z.min()) or 1.0
         self.z_bounds.copy_(torch.tensor([z.min() - self.margin * span, z.max() + self.margin * span]))
+
+    def _loss(self, seed: int | None):
+        """The model's objective; in training its random nodes or counter-examples come from a generator
+        of the loss's own, seeded from ``seed``, in validation they are fixed."""
         generator = torch.Generator()
         if seed is None:
             generator.seed()  # fresh entropy for this generator alone
@@ -269,14 +276,7 @@ class EnergyModel(NetworkDensity):
         def loss(model: EnergyModel, inputs: Tensor, targets: Tensor) -> Tensor:
             return objective(inputs, targets, generator if model.training else None)
 
-        # Weight decay 1 / n on the mean loss is a standard normal prior on every weight (MAP): at 900 points
-        # it took the gaps from 0.32 / 0.35 / 0.23 to 0.23 / 0.31 / 0.20 (128 knots); at 20,000 it is negligible.
-        settings = {"lr": 1e-2, "batch_size": default_batch_size(len(x)), "epochs": 30, "patience": 10}
-        settings |= {"weight_decay": 1.0 / len(x)}
-        settings["description"] = f"energy model, {self.objective}"
-        history = train(self, x, y, loss=loss, seed=seed, **{**settings, **train_kwargs})
-        self._finish_fit()
-        return history
+        return loss
 
     # ---- numpy side -------------------------------------------------------------------------------
     @property

@@ -70,9 +70,9 @@ from zuko.distributions import NormalizingFlow
 from zuko.transforms import ComposedTransform, MonotonicRQSTransform
 from zuko.utils import odeint
 
-from utilis.networks import Z_LIMIT, NetworkDensity, Standardiser, check_fit_data, default_batch_size, mlp
+from utilis.networks import Z_LIMIT, NetworkDensity, Standardiser, mlp
 from utilis.protocol import check_count, check_inputs, check_positive
-from utilis.training import History, pick_device, train
+from utilis.training import History, TrainingSettings, pick_device
 
 __all__ = ["FlowMatching", "ODEFlow", "RQSpline", "SplineFlow", "ZScore", "dopri5", "mlp_and_derivative"]
 
@@ -245,21 +245,13 @@ class SplineFlow(_FlowModel):
         return self._flow(self._splines(self.spline_parameters(x)), like=x.float())
 
     # ---- fitting --------------------------------------------------------------------------------
-    def fit(self, x: ArrayLike, y: ArrayLike, *, seed: int | None = 0, **train_kwargs) -> History:
-        """Draw initial weights from ``seed``, set the z-scoring from (x, y), start at the marginal of y,
-        and train by the shared loop on the negative log-likelihood.
+    training_defaults = TrainingSettings(lr=1e-2, batch_size=None, epochs=200, patience=40)
 
-        ``train_kwargs`` go to :func:`utilis.training.train` (epochs, lr, batch_size, progress...).
-        """
-        x, y = check_fit_data(x, y)
-        self._start_fit(seed)
-        self.scaling.fit(x, y)
+    def _description(self) -> str:
+        return f"spline flow, {self.transforms} x {self.bins} bins"
+
+    def _initialise(self, x: np.ndarray, y: np.ndarray) -> None:
         self._start_at_marginal(y)
-        settings = {"lr": 1e-2, "batch_size": default_batch_size(len(x)), "epochs": 200, "patience": 40}
-        settings["description"] = f"spline flow, {self.transforms} x {self.bins} bins"
-        history = train(self, x, y, seed=seed, **{**settings, **train_kwargs})
-        self._finish_fit()
-        return history
 
     @torch.no_grad()
     def _start_at_marginal(self, y: np.ndarray) -> None:
@@ -557,28 +549,28 @@ class FlowMatching(_FlowModel):
         paths = self.paths or max(4, -(-PATHS_PER_EPOCH // max(self._n_train or n, 1)))
         return paths if training else max(paths, -(-PATHS_PER_EPOCH // max(n, 1)))
 
-    def fit(self, x: ArrayLike, y: ArrayLike, *, seed: int | None = 0, **train_kwargs) -> History:
-        """Draw initial weights and the training paths' noise from ``seed``, set the z-scoring from
-        (x, y), and train the field by the shared loop on the flow-matching loss.
+    training_defaults = TrainingSettings(lr=2e-2, batch_size=None, epochs=200, patience=40)
 
-        ``train_kwargs`` go to :func:`utilis.training.train` (epochs, lr, batch_size, progress...).
-        """
-        x, y = check_fit_data(x, y)
-        self._start_fit(seed)
-        self.scaling.fit(x, y)
+    def _description(self) -> str:
+        return "flow matching"
+
+    def _initialise(self, x: np.ndarray, y: np.ndarray) -> None:
+        self._n_train = len(x)
+
+    def _loss(self, seed: int | None):
+        return FlowMatching.matching_loss
+
+    def _train(self, x: np.ndarray, y: np.ndarray, *, seed: int | None, options: dict, **kwargs) -> History:
+        """Train the field on the flow-matching loss, its paths' noise drawn from a generator of its own
+        seeded from ``seed`` (on the training device), which the loop's split and batches share."""
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
         self._noise_seed = seed
-        self._n_train = len(x)
-        self._noise = torch.Generator(device=pick_device(train_kwargs.get("device"))).manual_seed(seed)
-        settings = {"lr": 2e-2, "batch_size": default_batch_size(len(x)), "epochs": 200, "patience": 40}
-        settings["description"] = "flow matching"
+        self._noise = torch.Generator(device=pick_device(options.get("device"))).manual_seed(seed)
         try:
-            history = train(self, x, y, loss=FlowMatching.matching_loss, seed=seed, **{**settings, **train_kwargs})
+            return super()._train(x, y, seed=seed, options=options, **kwargs)
         finally:
             self._noise = None
-        self._finish_fit()
-        return history
 
     # ---- the density, in numpy ------------------------------------------------------------------
     @torch.no_grad()

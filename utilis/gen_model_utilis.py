@@ -32,7 +32,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -40,7 +40,7 @@ from numpy.typing import ArrayLike
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from utilis.networks import NetworkDensity, Standardiser, check_fit_data, default_batch_size, logsumexp, mlp
+from utilis.networks import NetworkDensity, Standardiser, check_fit_data, logsumexp, mlp
 from utilis.numerics import (
     log_gaussian_mixture,
     log_gaussian_posterior,
@@ -51,12 +51,18 @@ from utilis.numerics import (
     sample_from_grid,
 )
 from utilis.protocol import as_generator, broadcast_query, check_count, check_positive, finite_array
-from utilis.training import History, train
+from utilis.training import History, TrainingSettings, train
 
-__all__ = ["GaussianY", "GenerativeModel", "UniformCellsY"]
-
-YFamily = Literal["gaussian", "uniform"]
-XParents = Literal["y,c", "c"]
+__all__ = [
+    "X_PARENTS",
+    "Y_FAMILIES",
+    "GaussianY",
+    "GenerativeModel",
+    "UniformCellsY",
+    "XFromC",
+    "XFromYAndC",
+    "XParents",
+]
 
 
 def _combine(histories: list[History]) -> History:
@@ -199,6 +205,153 @@ Y_FAMILIES = {"gaussian": GaussianY(), "uniform": UniformCellsY()}
 """The families of p(y | c) a generative model can have, by name."""
 
 
+class XParents:
+    """The parents of x in the Bayesian network, and what follows from them: whether the network for
+    p(x | parents) sees y (:attr:`sees_y`), the network's arrows (:attr:`edges`), its factorisation
+    (:attr:`formula`), and how Bayes' rule sums y out to give p(y | x) (:meth:`given_x`,
+    :meth:`log_prob`, :meth:`sample`, :meth:`log_marginal_x`, each for a fitted :class:`GenerativeModel`).
+
+    Stateless: one instance of each kind, in :data:`X_PARENTS` by name; two are equal when of one kind.
+    """
+
+    name: ClassVar[str]
+    sees_y: ClassVar[bool]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+    @property
+    def edges(self) -> list[tuple[str, str]]:
+        """The Bayesian network's arrows, parent -> child."""
+        return [("c", "y"), ("c", "x")] + ([("y", "x")] if self.sees_y else [])
+
+    @property
+    def formula(self) -> str:
+        """The joint's factorisation, in LaTeX."""
+        return r"p(x, y, c) = p(c)\, p(y \mid c)\, p(x \mid " + ("y, c" if self.sees_y else "c") + ")"
+
+    def given_x(self, model: GenerativeModel, x: np.ndarray) -> tuple[np.ndarray]:
+        """What :meth:`log_prob` and :meth:`sample` need of each x, computed once per distinct x."""
+        raise NotImplementedError
+
+    def log_prob(self, model: GenerativeModel, y: np.ndarray, x: np.ndarray, given: np.ndarray) -> np.ndarray:
+        """log p(y | x), the broadcast shape of y and x."""
+        raise NotImplementedError
+
+    def sample(
+        self, model: GenerativeModel, x: np.ndarray, n: int, rng: np.random.Generator, given: np.ndarray
+    ) -> np.ndarray:
+        """n draws of y from p(y | x) for each x: (n, len(x))."""
+        raise NotImplementedError
+
+    def log_marginal_x(self, model: GenerativeModel, x: np.ndarray) -> np.ndarray:
+        """log p(x), the shape of x."""
+        raise NotImplementedError
+
+
+class XFromYAndC(XParents):
+    """x depends on y and c (linear, sinusoid): p(x, y, c) = p(c) p(y | c) p(x | y, c).
+
+    Bayes' rule: log p(y | x) = log p(x, y) - log p(x), with p(x) = ∫ p(x, y) dy by the trapezoidal
+    rule on the model's quadrature grid (:meth:`GenerativeModel.quadrature_grid`); samples by the
+    inverse CDF of p(x, y) over that grid.
+    """
+
+    name = "y,c"
+    sees_y = True
+
+    def given_x(self, model, x):
+        return (model._log_marginal_x(x),)
+
+    def log_prob(self, model, y, x, given):
+        # Where p(x) underflows (|x| beyond ~1e150 data widths) so does p(x, y) at every float64 y: -inf.
+        with np.errstate(invalid="ignore"):
+            return np.where(np.isneginf(given), -np.inf, model._log_joint(x, y) - given)
+
+    def sample(self, model, x, n, rng, given):
+        nodes = model.quadrature_grid()
+        mean, sd = model._x_params(nodes)  # (nodes, M K): the networks once, for every x
+        log_prior = model._log_weights(nodes)
+        out = np.empty((n, len(x)))
+        u = rng.random((n, len(x)))
+        rows = max(1, 2**20 // len(nodes))
+        for start in range(0, len(x), rows):
+            log_joint = log_gaussian_mixture(x[start : start + rows, None], log_prior, mean, sd)  # (rows, nodes)
+            for i, row in enumerate(log_joint, start):
+                out[:, i] = sample_from_grid(row, nodes, u[:, i])
+        return out
+
+    def log_marginal_x(self, model, x):
+        nodes = model.quadrature_grid()
+        unique, inverse = np.unique(x, return_inverse=True)
+        mean, sd = model._x_params(nodes)  # (nodes, M K), once for every x
+        log_prior = model._log_weights(nodes)
+        out = np.empty(len(unique))
+        rows = max(1, 2**20 // len(nodes))
+        for start in range(0, len(unique), rows):
+            chunk = unique[start : start + rows]
+            log_joint = log_gaussian_mixture(chunk[:, None], log_prior, mean, sd)  # (chunk, nodes)
+            out[start : start + rows] = log_trapezoid(log_joint, nodes[1] - nodes[0])
+        return out[inverse].reshape(x.shape)
+
+
+class XFromC(XParents):
+    """x depends on c alone (camera relocalisation): p(x, y, c) = p(c) p(y | c) p(x | c).
+
+    y has no edge into x, so summing y out is exact: p(y | x) = Σ_c p(c | x) p(y | c), with
+    p(c | x) ∝ p(c) p(x | c) exact however far x lies; samples draw c from p(c | x), then y from p(y | c).
+    """
+
+    name = "c"
+    sees_y = False
+
+    def given_x(self, model, x):
+        return (model._log_pc_given_x(x),)
+
+    def log_prob(self, model, y, x, given):
+        log_py = np.tile(model.y_family.log_prob(y[..., None], model.y_given_c), len(model.networks))
+        return logsumexp_last(given + log_py)
+
+    def sample(self, model, x, n, rng, given):
+        c = sample_categorical(given, n, rng) % model.n_components  # (n, len(x)): a (network, c) pair
+        return model.y_family.sample(c, model.y_given_c, rng)
+
+    def log_marginal_x(self, model, x):
+        mean, sd = model._x_params(np.empty(0))
+        return log_gaussian_mixture(x[..., None], model._log_mc(), mean, sd)[..., 0]
+
+
+X_PARENTS = {parents.name: parents for parents in (XFromYAndC(), XFromC())}
+"""The parents x can have in a generative model, by name: "y,c" or "c"."""
+
+
+def _y_family(y_family: str | GaussianY | UniformCellsY) -> GaussianY | UniformCellsY:
+    """The family of p(y | c) named (or given) by ``y_family``."""
+    if isinstance(y_family, (GaussianY, UniformCellsY)):
+        return y_family
+    if not isinstance(y_family, str) or y_family not in Y_FAMILIES:
+        raise ValueError(f"y_family must be one of {sorted(Y_FAMILIES)}, got {y_family!r}")
+    return Y_FAMILIES[y_family]
+
+
+def _x_parents(x_parents: str | XParents) -> XParents:
+    """The parents of x named (or given) by ``x_parents``."""
+    if isinstance(x_parents, XParents):
+        return x_parents
+    if not isinstance(x_parents, str) or x_parents not in X_PARENTS:
+        raise ValueError(f"x_parents must be 'y,c' or 'c' (or an XParents), got {x_parents!r}")
+    return X_PARENTS[x_parents]
+
+
 class XNetwork(nn.Module):
     """One network for p(x | y, c) (or p(x | c)): a Gaussian over x whose mean and scale an MLP predicts.
 
@@ -207,11 +360,11 @@ class XNetwork(nn.Module):
     y and c, returns the ``Normal`` over x that the shared training loop scores.
     """
 
-    def __init__(self, n_components: int, x_parents: XParents, hidden: int, depth: int, min_scale: float):
+    def __init__(self, n_components: int, x_parents: XParents | str, hidden: int, depth: int, min_scale: float):
         super().__init__()
-        self.n_components, self.x_parents, self.min_scale = n_components, x_parents, min_scale
+        self.n_components, self.x_parents, self.min_scale = n_components, _x_parents(x_parents), min_scale
         self.scaling = Standardiser()
-        with_y = x_parents == "y,c"
+        with_y = self.x_parents.sees_y
         self.net = mlp(n_components + int(with_y), 2, hidden, depth)
         self.line_slope = nn.Parameter(torch.zeros(n_components)) if with_y else None
         self.line_offset = nn.Parameter(torch.zeros(n_components)) if with_y else None
@@ -226,10 +379,10 @@ class XNetwork(nn.Module):
     def x_given(self, y: Tensor, c: Tensor) -> torch.distributions.Normal:
         """p(x | y, c) for tensors y (n,) and integer c (n,): a Normal over x, float32."""
         features = F.one_hot(c.long(), self.n_components).float()
-        if self.x_parents == "y,c":
+        if self.x_parents.sees_y:
             features = torch.cat([self.scaling.z_y(y)[:, None], features], dim=1)
         loc, raw_scale = (t.contiguous() for t in self.net(features).unbind(-1))  # strided views are slow
-        if self.x_parents == "y,c":
+        if self.x_parents.sees_y:
             loc = loc + self.line_slope[c.long()] * features[:, 0] + self.line_offset[c.long()]
         scale = F.softplus(raw_scale) + self.min_scale
         x_mean, x_sd = self.scaling.x_mean.float(), self.scaling.x_sd.float()
@@ -243,7 +396,7 @@ class XNetwork(nn.Module):
         """Start at each component's linear-Gaussian fit: the least-squares line of x on y (the linear
         path) and the residual spread (the scale), with the MLP's output zeroed, so that training
         spends the MLP on how x departs from a line, not on finding the line."""
-        if self.x_parents != "y,c":
+        if not self.x_parents.sees_y:
             return
         scaling = self.scaling
         x_z = (x - scaling.x_mean.item()) / scaling.x_sd.item()
@@ -291,8 +444,8 @@ class GenerativeModel(NetworkDensity):
     def __init__(
         self,
         n_components: int,
-        y_family: YFamily = "gaussian",
-        x_parents: XParents = "y,c",
+        y_family: str | GaussianY | UniformCellsY = "gaussian",
+        x_parents: str | XParents = "y,c",
         hidden: int = 64,
         depth: int = 3,
         min_scale: float = 1e-3,
@@ -301,11 +454,7 @@ class GenerativeModel(NetworkDensity):
     ):
         super().__init__()
         self.n_components = k = check_count(n_components, "n_components")
-        if y_family not in Y_FAMILIES:
-            raise ValueError(f"y_family must be one of {sorted(Y_FAMILIES)}, got {y_family!r}")
-        if x_parents not in ("y,c", "c"):
-            raise ValueError(f"x_parents must be 'y,c' or 'c', got {x_parents!r}")
-        self.y_family, self.x_parents = Y_FAMILIES[y_family], x_parents
+        self.y_family, self.x_parents = _y_family(y_family), _x_parents(x_parents)
         hidden, depth = check_count(hidden, "hidden"), check_count(depth, "depth")
         self.min_scale = check_positive(min_scale, "min_scale")
         self.quadrature_oversample = check_positive(quadrature_oversample, "quadrature_oversample")
@@ -317,7 +466,9 @@ class GenerativeModel(NetworkDensity):
         else:
             self.register_buffer("y_params", y_params)
         n_networks = check_count(n_networks, "n_networks")
-        self.networks = nn.ModuleList(XNetwork(k, x_parents, hidden, depth, self.min_scale) for _ in range(n_networks))
+        self.networks = nn.ModuleList(
+            XNetwork(k, self.x_parents, hidden, depth, self.min_scale) for _ in range(n_networks)
+        )
         self._quadrature: np.ndarray | None = None
         self.register_load_state_dict_post_hook(GenerativeModel._forget_quadrature)
 
@@ -347,15 +498,25 @@ class GenerativeModel(NetworkDensity):
         return logsumexp(torch.log_softmax(self.c_logits, 0) + log_py + log_px.double(), dim=1)
 
     # ---- fitting --------------------------------------------------------------------------------
-    def fit(self, x: ArrayLike, y: ArrayLike, c: ArrayLike | None = None, *, seed: int | None = 0, **train_kwargs):
+    training_defaults = TrainingSettings(lr=7e-3, batch_size=None, epochs=80, patience=30)
+    """80 epochs on the shared cosine schedule: the least-squares start leaves the network little to learn
+    (``benchmarks/bench_generative.py``)."""
+
+    def fit(
+        self, x: ArrayLike, y: ArrayLike, c: ArrayLike | None = None, *, seed: int | None = 0, **train_kwargs
+    ) -> History:
         """Fit the model to training points; ``c`` the component labels, or None to learn without them.
 
         With labels, p(c) and p(y | c) are fitted in closed form (maximum likelihood) and the network
         for p(x | parents) by the shared training loop on its Gaussian negative log-likelihood. Without,
         everything is trained together on -log p(x, y), c summed out (Gaussian p(y | c) only).
-        Initial weights come from ``seed``; ``train_kwargs`` go to :func:`utilis.training.train`
-        (epochs, lr, batch_size, progress...). Returns the training :class:`~utilis.training.History`.
+        Initial weights come from ``seed``; ``train_kwargs`` override ``training_defaults`` and set the
+        run's options (:meth:`utilis.networks.NetworkDensity.fit`). Returns the training
+        :class:`~utilis.training.History` (for an ensemble, its members' averaged).
         """
+        return self._fit(x, y, seed=seed, train_kwargs=train_kwargs, c=c)
+
+    def _check_fit_data(self, x: ArrayLike, y: ArrayLike, c: ArrayLike | None) -> tuple[np.ndarray, np.ndarray, dict]:
         x, y = check_fit_data(x, y)
         if c is None:
             if not self.y_family.learnable:
@@ -364,21 +525,55 @@ class GenerativeModel(NetworkDensity):
                 raise ValueError(f"training without labels needs n_networks=1, got {len(self.networks)}")
         else:
             c = self._check_labels(c, len(x))
-        self._start_fit(seed)
+        return x, y, {"c": c}
+
+    def _description(self, c: np.ndarray | None) -> str:
+        return "p(x | parents)" if c is not None else "p(x, y), no labels"
+
+    def _set_scaling(self, x: np.ndarray, y: np.ndarray, c: np.ndarray | None) -> None:
         for network in self.networks:
             network.scaling.fit(x, y)
         self._quadrature = None
-        # 80 epochs on the shared cosine schedule (benchmarks/bench_generative.py): the least-squares
-        # start leaves the network little to learn.
-        settings = {"lr": 7e-3, "batch_size": default_batch_size(len(x)), "epochs": 80, "patience": 30}
-        settings["description"] = "p(x | parents)" if c is not None else "p(x, y), no labels"
-        settings.update(train_kwargs)
+
+    @torch.no_grad()
+    def _initialise(self, x: np.ndarray, y: np.ndarray, c: np.ndarray | None) -> None:
+        """With labels: p(c) and p(y | c) by maximum likelihood, each network at its least-squares start
+        (:meth:`XNetwork.start_at_least_squares`). Without: p(c) uniform, p(y | c) spread over y."""
+        k = self.n_components
         if c is None:
-            history = self._fit_unlabelled(x, y, seed, settings)
-        else:
-            history = self._fit_labelled(x, y, c, seed, settings)
-        self._finish_fit()
-        return history
+            self.c_logits.zero_()
+            self.y_params.copy_(torch.from_numpy(self.y_family.start(y, k)))
+            return
+        self.c_logits.copy_(torch.from_numpy(np.log(np.bincount(c, minlength=k) / len(c))))
+        self.y_params.copy_(torch.from_numpy(self.y_family.fit(y, c, k)))
+        for network in self.networks:
+            network.start_at_least_squares(x, y, c)
+
+    def _train(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        *,
+        seed: int | None,
+        settings: TrainingSettings,
+        options: dict,
+        c: np.ndarray | None,
+    ) -> History:
+        """With labels, each network alone on its Gaussian negative log-likelihood of x given (y, c),
+        member m from seed + m; without, the whole joint on -log p(x, y)."""
+        kwargs = settings.as_kwargs() | options
+        if c is None:
+
+            def loss(model: GenerativeModel, inputs: Tensor, target: Tensor) -> Tensor:
+                return -model._log_joint_torch(target, inputs[:, 0]).mean()
+
+            return train(self, np.stack([y, np.zeros_like(y)], 1), x, loss=loss, seed=seed, **kwargs)
+        inputs = np.stack([y, c.astype(np.float64)], axis=1)
+        histories = []
+        for m, network in enumerate(self.networks):
+            histories.append(train(network, inputs, x, seed=None if seed is None else seed + m, **kwargs))
+        self.to(self.networks[0].scaling.x_mean.device)  # where training put the networks
+        return histories[0] if len(histories) == 1 else _combine(histories)
 
     def _check_labels(self, c: ArrayLike, n: int) -> np.ndarray:
         c = np.asarray(c)
@@ -393,41 +588,15 @@ class GenerativeModel(NetworkDensity):
             raise ValueError(f"every component needs at least 2 labelled points, got counts {counts.tolist()}")
         return c
 
-    @torch.no_grad()
-    def _fit_labelled(self, x: np.ndarray, y: np.ndarray, c: np.ndarray, seed: int | None, settings: dict) -> History:
-        k = self.n_components
-        self.c_logits.copy_(torch.from_numpy(np.log(np.bincount(c, minlength=k) / len(c))))
-        self.y_params.copy_(torch.from_numpy(self.y_family.fit(y, c, k)))
-        inputs = np.stack([y, c.astype(np.float64)], axis=1)
-        histories = []
-        with torch.enable_grad():
-            for m, network in enumerate(self.networks):
-                network.start_at_least_squares(x, y, c)
-                member_seed = None if seed is None else seed + m
-                histories.append(train(network, inputs, x, seed=member_seed, **settings))
-        self.to(self.networks[0].scaling.x_mean.device)  # where training put the networks
-        return histories[0] if len(histories) == 1 else _combine(histories)
-
-    def _fit_unlabelled(self, x: np.ndarray, y: np.ndarray, seed: int | None, settings: dict) -> History:
-        with torch.no_grad():
-            self.c_logits.zero_()
-            self.y_params.copy_(torch.from_numpy(self.y_family.start(y, self.n_components)))
-
-        def loss(model: GenerativeModel, inputs: Tensor, target: Tensor) -> Tensor:
-            return -model._log_joint_torch(target, inputs[:, 0]).mean()
-
-        inputs = np.stack([y, np.zeros_like(y)], 1)
-        return train(self, inputs, x, loss=loss, seed=seed, **settings)
-
     @property
     def edges(self) -> list[tuple[str, str]]:
         """The Bayesian network's arrows, parent -> child."""
-        return [("c", "y"), ("c", "x")] + ([("y", "x")] if self.x_parents == "y,c" else [])
+        return self.x_parents.edges
 
     @property
     def factorisation(self) -> str:
         """The joint's factorisation, in LaTeX."""
-        return r"p(x, y, c) = p(c)\, p(y \mid c)\, p(x \mid " + ("y, c" if self.x_parents == "y,c" else "c") + ")"
+        return self.x_parents.formula
 
     @property
     def log_pc(self) -> np.ndarray:
@@ -473,7 +642,7 @@ class GenerativeModel(NetworkDensity):
         """Mean and sd of x for every (network, component) pair at each y, network-major: shapes
         y.shape + (M K,), or (M K,) when x does not depend on y."""
         k = self.n_components
-        if self.x_parents == "c":
+        if not self.x_parents.sees_y:  # one evaluation per component, whatever y
             y_flat, c = torch.zeros(k, device=self.device), torch.arange(k, device=self.device)
             shape: tuple[int, ...] = (k,)
         else:
@@ -537,20 +706,7 @@ class GenerativeModel(NetworkDensity):
         return np.tile(self.log_pc, len(self.networks)) - np.log(len(self.networks))
 
     def _log_marginal_x(self, x: np.ndarray) -> np.ndarray:
-        if self.x_parents == "c":  # y has no edge into x: summing y out is exact
-            mean, sd = self._x_params(np.empty(0))
-            return log_gaussian_mixture(x[..., None], self._log_mc(), mean, sd)[..., 0]
-        nodes = self.quadrature_grid()
-        unique, inverse = np.unique(x, return_inverse=True)
-        mean, sd = self._x_params(nodes)  # (nodes, M K), once for every x
-        log_prior = self._log_weights(nodes)
-        out = np.empty(len(unique))
-        rows = max(1, 2**20 // len(nodes))
-        for start in range(0, len(unique), rows):
-            chunk = unique[start : start + rows]
-            log_joint = log_gaussian_mixture(chunk[:, None], log_prior, mean, sd)  # (chunk, nodes)
-            out[start : start + rows] = log_trapezoid(log_joint, nodes[1] - nodes[0])
-        return out[inverse].reshape(x.shape)
+        return self.x_parents.log_marginal_x(self, x)
 
     def log_marginal_x(self, x: ArrayLike) -> np.ndarray:
         """log p(x) (by quadrature over y, or in closed form when x does not depend on y)."""
@@ -559,34 +715,14 @@ class GenerativeModel(NetworkDensity):
         return self._log_marginal_x(x)
 
     def _given_x(self, x):
-        # x -> c only: p(y | x) = sum_c p(c | x) p(y | c), exact at every x. Otherwise Bayes' rule with p(x).
-        return (self._log_pc_given_x(x),) if self.x_parents == "c" else (self._log_marginal_x(x),)
+        return self.x_parents.given_x(self, x)
 
     def _log_prob(self, y, x, given):
-        """log p(y | x): sum_c p(c | x) p(y | c), or by Bayes' rule log p(x, y) - log p(x)."""
-        if self.x_parents == "c":
-            log_py = np.tile(self.y_family.log_prob(y[..., None], self.y_given_c), len(self.networks))
-            return logsumexp_last(given + log_py)
-        # Where p(x) underflows (|x| beyond ~1e150 data widths) so does p(x, y) at every float64 y: -inf.
-        with np.errstate(invalid="ignore"):
-            return np.where(np.isneginf(given), -np.inf, self._log_joint(x, y) - given)
+        """log p(y | x) by Bayes' rule, as the parents of x allow (:class:`XFromC`, :class:`XFromYAndC`)."""
+        return self.x_parents.log_prob(self, y, x, given)
 
     def _sample(self, x, n, rng, given):
-        """c from p(c | x), then y from p(y | c); or, when x depends on y, the inverse CDF of p(x, y) over y."""
-        if self.x_parents == "c":
-            c = sample_categorical(given, n, rng) % self.n_components  # (n, len(x)): a (network, c) pair
-            return self.y_family.sample(c, self.y_given_c, rng)
-        nodes = self.quadrature_grid()
-        mean, sd = self._x_params(nodes)  # (nodes, M K): the networks once, for every x
-        log_prior = self._log_weights(nodes)
-        out = np.empty((n, len(x)))
-        u = rng.random((n, len(x)))
-        rows = max(1, 2**20 // len(nodes))
-        for start in range(0, len(x), rows):
-            log_joint = log_gaussian_mixture(x[start : start + rows, None], log_prior, mean, sd)  # (rows, nodes)
-            for i, row in enumerate(log_joint, start):
-                out[:, i] = sample_from_grid(row, nodes, u[:, i])
-        return out
+        return self.x_parents.sample(self, x, n, rng, given)
 
     def sample_joint(self, n: int, seed: int | np.random.Generator | None = None) -> tuple[np.ndarray, ...]:
         """Ancestral sampling from the network: c ~ p(c), y ~ p(y | c), x ~ p(x | y, c). Returns (x, y, c)."""

@@ -49,7 +49,7 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -59,10 +59,10 @@ from torch.nn import functional as F
 
 from utilis.metrics import best_of_k_error
 from utilis.mixtures import GaussianMixtureDensity
-from utilis.networks import GaussianMixture, NetworkDensity, Standardiser, check_fit_data, default_batch_size, mlp
+from utilis.networks import GaussianMixture, NetworkDensity, Standardiser, mlp
 from utilis.numerics import log_gaussian_mixture
 from utilis.protocol import ConditionalDensity, check_count, check_inputs, check_positive, finite_array
-from utilis.training import History, train
+from utilis.training import History, TrainingSettings, train
 
 __all__ = [
     "DENSITIES",
@@ -192,6 +192,7 @@ class MultipleHypotheses(NetworkDensity, GaussianMixtureDensity):
         self.mixture_net = mlp(1, 2 * self.n_hypotheses, hidden, depth) if density == "two-stage" else None
         self.register_buffer("bandwidth", torch.tensor(1.0, dtype=torch.float64))  # in sds of y
         self.mixture_history: History | None = None
+        self.mixture_training_settings: TrainingSettings | None = None
         self.step, self.total_steps = 0, 1  # the evolving schedule's progress, counted by objective()
 
     # ---- the network ----------------------------------------------------------------------------
@@ -243,32 +244,39 @@ class MultipleHypotheses(NetworkDensity, GaussianMixtureDensity):
         return per_point.mean() + F.cross_entropy(logits, winner)
 
     # ---- fitting --------------------------------------------------------------------------------
-    def fit(self, x: ArrayLike, y: ArrayLike, *, seed: int | None = 0, **train_kwargs) -> History:
-        """Draw initial weights from ``seed``, set the z-scoring, train the hypotheses and scores by WTA,
-        choose the kernel bandwidth on the validation split, and (two-stage) fit the mixture.
+    # The whole budget runs (patience None): the evolving schedule is laid out over it, and the
+    # validation loss only settles once k is 1; the epoch with the best validation loss is kept.
+    training_defaults = TrainingSettings(lr=1e-2, batch_size=None, epochs=100, patience=None)
+    mixture_training_defaults: ClassVar[TrainingSettings] = TrainingSettings(
+        lr=1e-2, batch_size=None, epochs=40, patience=None
+    )
+    """The second stage's defaults (the two-stage reading); the caller's overrides to ``fit`` apply to both
+    stages, and the second stage's settings are ``mixture_training_settings``."""
 
-        ``train_kwargs`` go to :func:`utilis.training.train` for both stages (epochs, lr, progress...).
-        Returns the history of the WTA stage; the second stage's is ``self.mixture_history``.
-        """
-        x, y = check_fit_data(x, y)
-        self._start_fit(seed)
-        self.scaling.fit(x, y)
-        settings = {"lr": 1e-2, "batch_size": default_batch_size(len(x)), "epochs": 100}
-        settings = {**settings, "description": f"hypotheses, M={self.n_hypotheses}, {self.loss}", **train_kwargs}
-        # The whole budget runs (the evolving schedule is laid out over it, and the validation loss
-        # only settles once k is 1); the epoch with the best validation loss is kept.
-        settings.setdefault("patience", settings["epochs"])
-        n_train = len(x) - max(1, round(len(x) * settings.get("val_fraction", 0.1)))
-        self.step, self.total_steps = 0, settings["epochs"] * -(-n_train // settings["batch_size"])
+    def _description(self) -> str:
+        return f"hypotheses, M={self.n_hypotheses}, {self.loss}"
+
+    def _loss(self, seed: int | None):
+        return _wta_objective
+
+    def _train(self, x: np.ndarray, y: np.ndarray, *, settings: TrainingSettings, **kwargs) -> History:
+        """The first stage: hypotheses and scores by WTA (the mixture head frozen), the evolving schedule
+        laid out over the budget's steps."""
+        n_train = len(x) - max(1, round(len(x) * settings.val_fraction))
+        self.step, self.total_steps = 0, settings.epochs * -(-n_train // settings.batch_size)
         if self.mixture_net is not None:
             self.mixture_net.requires_grad_(False)
-        history = train(self, x, y, loss=_wta_objective, seed=seed, **settings)
+        return super()._train(x, y, settings=settings, **kwargs)
+
+    def _after_training(
+        self, x: np.ndarray, y: np.ndarray, history: History, *, seed: int | None, train_kwargs: dict
+    ) -> None:
+        """Choose the kernel bandwidth on the validation split, and (two-stage) fit the mixture: its
+        history is ``mixture_history``."""
         self._choose_bandwidth(x[history.val_index], y[history.val_index])
-        self.mixture_history = None
+        self.mixture_history = self.mixture_training_settings = None
         if self.mixture_net is not None:
             self.mixture_history = self._fit_mixture(x, y, seed, train_kwargs)
-        self._finish_fit()
-        return history
 
     @torch.no_grad()
     def _choose_bandwidth(self, x: np.ndarray, y: np.ndarray) -> None:
@@ -292,11 +300,13 @@ class MultipleHypotheses(NetworkDensity, GaussianMixtureDensity):
         self.net.requires_grad_(False)
         self.net.zero_grad(set_to_none=True)  # the first stage's last gradients, which nothing should see now
         self.mixture_net.requires_grad_(True)
-        settings = {"lr": 1e-2, "batch_size": default_batch_size(len(x)), "epochs": 40}
-        settings = {**settings, "description": f"hypotheses, M={self.n_hypotheses}, mixture fit", **train_kwargs}
-        settings.setdefault("patience", settings["epochs"])
+        description = f"hypotheses, M={self.n_hypotheses}, mixture fit"
+        settings, options = self._settings_and_options(
+            len(x), train_kwargs, description, self.mixture_training_defaults
+        )
+        self.mixture_training_settings = settings
         try:
-            return train(self, x, y, seed=seed, **settings)
+            return train(self, x, y, seed=seed, **settings.as_kwargs(), **options)
         finally:
             self.net.requires_grad_(True)
 

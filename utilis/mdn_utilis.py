@@ -34,9 +34,9 @@ from torch.nn import functional as F
 
 from utilis.density import find_modes
 from utilis.mixtures import GaussianMixtureDensity
-from utilis.networks import GaussianMixture, NetworkDensity, Standardiser, check_fit_data, default_batch_size, mlp
+from utilis.networks import GaussianMixture, NetworkDensity, Standardiser, mlp
 from utilis.protocol import check_count, check_inputs, check_positive, finite_array
-from utilis.training import History, train
+from utilis.training import TrainingSettings
 
 __all__ = ["MDN", "MixtureParameters"]
 
@@ -81,23 +81,15 @@ class MDN(NetworkDensity, GaussianMixtureDensity):
         return GaussianMixture(*self._split(x))
 
     # ---- fitting --------------------------------------------------------------------------------
-    def fit(self, x: ArrayLike, y: ArrayLike, *, seed: int | None = 0, **train_kwargs) -> History:
-        """Draw initial weights from ``seed``, set the z-scoring from (x, y), spread the components
-        over y, and train by the shared loop.
+    training_defaults = TrainingSettings(lr=1e-2, batch_size=None, epochs=100, patience=30)
+    """A budget of 100 epochs on the shared cosine schedule: as good as 400 epochs of a step size halved
+    on plateaus, in half the time (``benchmarks/bench_mdn.py``)."""
 
-        ``train_kwargs`` go to :func:`utilis.training.train` (epochs, lr, batch_size, progress...).
-        """
-        x, y = check_fit_data(x, y)
-        self._start_fit(seed)
-        self.scaling.fit(x, y)
+    def _description(self) -> str:
+        return f"MDN, K={self.n_components}"
+
+    def _initialise(self, x: np.ndarray, y: np.ndarray) -> None:
         self._spread_components(y)
-        # A budget of 100 epochs on the shared cosine schedule: measured (benchmarks/bench_mdn.py) as
-        # good as 400 epochs of a step size halved on plateaus, in half the time.
-        settings = {"lr": 1e-2, "batch_size": default_batch_size(len(x)), "epochs": 100, "patience": 30}
-        settings["description"] = f"MDN, K={self.n_components}"
-        history = train(self, x, y, seed=seed, **{**settings, **train_kwargs})
-        self._finish_fit()
-        return history
 
     @torch.no_grad()
     def _spread_components(self, y: np.ndarray) -> None:

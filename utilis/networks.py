@@ -17,7 +17,9 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -26,6 +28,7 @@ from torch import Tensor, nn
 from torch.distributions import Categorical, MixtureSameFamily, Normal
 
 from utilis.protocol import CheckedDensity, NotFittedError, check_count, finite_array
+from utilis.training import History, Loss, TrainingSettings, default_batch_size, nll_loss, train
 
 __all__ = [
     "NEGLIGIBLE",
@@ -152,22 +155,34 @@ def check_fit_data(x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     return x_array, y_array
 
 
-def default_batch_size(n: int) -> int:
-    """A tenth of the points a batch (about ten steps an epoch), between 32 and 512.
-
-    Measured with the cosine schedule (benchmarks/bench_mdn.py, bench_generative.py): at 900 points
-    batches of 90 train the MDN and the generative model as well as batches of 45, in half the
-    time; at 20,000 points 512 is the size that reaches the old gaps within the epoch budget.
-    """
-    return int(np.clip(n // 10, 32, 512))
-
-
 class NetworkDensity(CheckedDensity, nn.Module):
-    """The checked base for ``nn.Module`` models: not-fitted refusal, seeded starts, device, float64 out."""
+    """The checked base for ``nn.Module`` models: not-fitted refusal, seeded starts, device, float64 out,
+    and the one :meth:`fit` every network model runs.
+
+    :meth:`fit` is one sequence that a model configures instead of copying:
+
+    1. check the data (:meth:`_check_fit_data`) and resolve the training settings
+       (:meth:`training_settings_for`: the class's ``training_defaults`` under the caller's overrides),
+       so that a bad argument is refused before anything is reset;
+    2. draw the start from the seed (:meth:`_start_fit`);
+    3. set the scaling from the data (:meth:`_set_scaling`: the ``Standardiser`` called ``scaling``);
+    4. the model's own start (:meth:`_initialise`: nothing by default);
+    5. train (:meth:`_train`: the shared loop on :meth:`_loss`, the negative log-likelihood by default);
+    6. what the model does with the trained network (:meth:`_after_training`: nothing by default);
+    7. finish (:meth:`_finish_fit`: mark fitted, eval mode).
+
+    A model whose ``fit`` takes more than (x, y) (the generative model's labels c) passes them on to
+    :meth:`_fit` as keywords, and every hook receives them as keywords. The settings the last fit used
+    are ``training_settings``.
+    """
+
+    training_defaults: ClassVar[TrainingSettings] = TrainingSettings()
+    """The model's training settings when the caller overrides none (``batch_size`` None: the default rule)."""
 
     def __init__(self):
         super().__init__()
         self.register_buffer("fitted", torch.tensor(False))
+        self.training_settings: TrainingSettings | None = None
 
     @property
     def device(self) -> torch.device:
@@ -181,6 +196,59 @@ class NetworkDensity(CheckedDensity, nn.Module):
         """A float64 numpy array as a tensor on the model's device (float64: z-scoring clips it first)."""
         array = np.ascontiguousarray(values).reshape(np.shape(values))  # ascontiguousarray makes a scalar 1-D
         return torch.as_tensor(array, dtype=torch.float64, device=self.device)
+
+    # ---- fitting: the sequence ------------------------------------------------------------------
+    def fit(self, x: ArrayLike, y: ArrayLike, *, seed: int | None = 0, **train_kwargs) -> History:
+        """Draw initial weights from ``seed``, set the z-scoring from (x, y), start the model where it
+        starts, and train it by the shared loop (:func:`utilis.training.train`).
+
+        ``train_kwargs`` are :class:`~utilis.training.TrainingSettings` overriding the model's
+        ``training_defaults`` (epochs, lr, batch_size, patience...) and the run's options (device,
+        progress, description, cpu_threads). The settings used are kept as ``training_settings``.
+        Returns the training :class:`~utilis.training.History`.
+        """
+        return self._fit(x, y, seed=seed, train_kwargs=train_kwargs)
+
+    def _fit(self, x: ArrayLike, y: ArrayLike, *, seed: int | None, train_kwargs: dict, **extra) -> History:
+        """The fit sequence (see the class's docstring); ``extra`` reaches every hook as keywords."""
+        x, y, extra = self._check_fit_data(x, y, **extra)
+        settings, options = self._settings_and_options(len(x), train_kwargs, self._description(**extra))
+        self._start_fit(seed)
+        self.training_settings = settings
+        self._set_scaling(x, y, **extra)
+        self._initialise(x, y, **extra)
+        history = self._train(x, y, seed=seed, settings=settings, options=options, **extra)
+        self._after_training(x, y, history, seed=seed, train_kwargs=train_kwargs, **extra)
+        self._finish_fit()
+        return history
+
+    def training_settings_for(self, n_points: int, **overrides) -> TrainingSettings:
+        """The settings a fit on ``n_points`` points (validation split included) trains with: the
+        class's ``training_defaults`` with ``overrides`` on top, the batch size resolved."""
+        return dataclasses.replace(self.training_defaults, **overrides).resolved(n_points)
+
+    def _settings_and_options(
+        self, n_points: int, train_kwargs: dict, description: str, defaults: TrainingSettings | None = None
+    ) -> tuple[TrainingSettings, dict]:
+        """``train_kwargs`` parted into the training settings (resolved over ``defaults``, the class's
+        by default) and the run's options (``description`` unless the caller gives one)."""
+        names = TrainingSettings.names()
+        overrides = {key: value for key, value in train_kwargs.items() if key in names}
+        options = {"description": description} | {k: v for k, v in train_kwargs.items() if k not in names}
+        if defaults is None:
+            return self.training_settings_for(n_points, **overrides), options
+        return dataclasses.replace(defaults, **overrides).resolved(n_points), options
+
+    # ---- fitting: the hooks ---------------------------------------------------------------------
+    def _check_fit_data(self, x: ArrayLike, y: ArrayLike, **extra) -> tuple[np.ndarray, np.ndarray, dict]:
+        """The training points checked (:func:`check_fit_data`), and the extra arguments checked."""
+        if extra:
+            raise TypeError(f"{type(self).__name__}.fit takes no {', '.join(extra)}")
+        return (*check_fit_data(x, y), extra)
+
+    def _description(self, **extra) -> str:
+        """What the progress report calls this training."""
+        return type(self).__name__
 
     def _start_fit(self, seed: int | None) -> None:
         """Forget any earlier fit and draw fresh initial weights: from ``seed`` in a forked generator
@@ -196,6 +264,29 @@ class NetworkDensity(CheckedDensity, nn.Module):
                 if module is not self and hasattr(module, "reset_parameters"):
                     module.reset_parameters()
         self.fitted.fill_(False)
+
+    def _set_scaling(self, x: np.ndarray, y: np.ndarray, **extra) -> None:
+        """The z-scoring from the training data."""
+        self.scaling.fit(x, y)
+
+    def _initialise(self, x: np.ndarray, y: np.ndarray, **extra) -> None:
+        """Where the model starts beyond its drawn weights (a spread of components, a fit of the marginal)."""
+
+    def _loss(self, seed: int | None) -> Loss:
+        """The training loss ``loss(model, x_batch, y_batch)``: the negative log-likelihood unless the model
+        trains on another."""
+        return nll_loss
+
+    def _train(
+        self, x: np.ndarray, y: np.ndarray, *, seed: int | None, settings: TrainingSettings, options: dict, **extra
+    ) -> History:
+        """Train by the shared loop on :meth:`_loss`."""
+        return train(self, x, y, loss=self._loss(seed), seed=seed, **settings.as_kwargs(), **options)
+
+    def _after_training(
+        self, x: np.ndarray, y: np.ndarray, history: History, *, seed: int | None, train_kwargs: dict, **extra
+    ) -> None:
+        """What the model sets from the trained network before it counts as fitted (nothing by default)."""
 
     def _finish_fit(self) -> None:
         self.fitted.fill_(True)
