@@ -6,7 +6,16 @@ import torch
 from scipy import integrate, stats
 
 from generate_dataset import SCALAR_DATASETS, camera_relocalisation, inverted_sinusoid_mixture, linear_mixture
-from utilis.gen_model_utilis import GaussianY, GenerativeModel, _log_cell_density, _sample_cells
+from utilis.gen_model_utilis import (
+    X_PARENTS,
+    Y_FAMILIES,
+    GaussianY,
+    GenerativeModel,
+    XFromC,
+    XFromYAndC,
+    _log_cell_density,
+    _sample_cells,
+)
 from utilis.metrics import bayes_gap
 
 MEANS, SDS, WEIGHTS = np.array([-2.0, 1.5]), np.array([0.8, 1.3]), np.array([0.3, 0.7])
@@ -214,3 +223,40 @@ def test_component_posterior_is_bayes_rule_over_the_factors():
     assert posterior.shape == (4, 2) and np.all(np.isfinite(posterior))
     with pytest.raises(ValueError, match="same number of points"):
         model.component_posterior(x, y[:2])
+
+
+def test_x_parents_are_objects_named_by_the_old_strings():
+    assert X_PARENTS == {"y,c": XFromYAndC(), "c": XFromC()}
+    for name, parents in X_PARENTS.items():
+        model = GenerativeModel(2, x_parents=name, hidden=8)
+        assert model.x_parents is parents and str(parents) == name
+        assert all(network.x_parents is parents for network in model.networks)
+        assert model.edges == parents.edges and model.factorisation == parents.formula
+    by_object = GenerativeModel(2, y_family=Y_FAMILIES["uniform"], x_parents=XFromC(), hidden=8)
+    assert by_object.x_parents == XFromC() != XFromYAndC() and by_object.y_family is Y_FAMILIES["uniform"]
+    # whether the network sees y: one input more (z-scored y) and a linear path a_c y + b_c
+    sees_y, not_y = GenerativeModel(3, x_parents="y,c").networks[0], GenerativeModel(3, x_parents="c").networks[0]
+    assert sees_y.net[0].in_features == 4 and not_y.net[0].in_features == 3
+    assert sees_y.line_slope is not None and not_y.line_slope is None
+    assert XFromYAndC().edges == [("c", "y"), ("c", "x"), ("y", "x")] and XFromC().edges == [("c", "y"), ("c", "x")]
+    with pytest.raises(ValueError, match="x_parents must be 'y,c' or 'c'"):
+        GenerativeModel(2, x_parents=("y", "c"))
+
+
+def test_for_dataset_reads_the_datasets_strings():
+    for make, parents in ((linear_mixture, XFromYAndC()), (camera_relocalisation, XFromC())):
+        data = make(n_samples=200, seed=0)
+        model = GenerativeModel.for_dataset(data)
+        assert model.x_parents == parents and model.y_family is Y_FAMILIES[str(data.y_family)]
+
+
+def test_both_ways_of_summing_y_out_agree_where_x_depends_on_c_alone(trained):
+    # p(y | x) = sum_c p(c | x) p(y | c) (exact, XFromC) against Bayes' rule log p(x, y) - log p(x) with
+    # the same p(x) (XFromYAndC's reading): the two must agree when y has no edge into x
+    data, model = trained["camera"]
+    x = data.x_test[:7]
+    y = np.linspace(*data.y_range, 50)[:, None]
+    exact = XFromC().log_prob(model, y, x, *XFromC().given_x(model, x))
+    by_bayes = XFromYAndC().log_prob(model, y, x, XFromC().log_marginal_x(model, x))
+    np.testing.assert_allclose(by_bayes, exact, atol=1e-9)
+    np.testing.assert_allclose(model.log_prob(y, x), exact, atol=1e-12)

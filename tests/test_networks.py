@@ -91,3 +91,161 @@ def test_gaussian_mixture_far_from_every_component_is_finite_with_a_gradient():
         torch.tensor([0.0, 1.0, 10.0, 100.0])
     ).sum().backward()
     assert torch.isfinite(means.grad).all() and torch.equal(means.grad, theirs.grad)
+
+
+# ---- the one fit: its sequence and the settings it records ----------------------------------------
+from dataclasses import replace  # noqa: E402
+
+from torch import nn  # noqa: E402
+
+from generate_dataset import inverted_sinusoid_mixture  # noqa: E402
+from utilis.baselines import BinnedClassifier, GaussianRegression  # noqa: E402
+from utilis.energy_utilis import EnergyModel  # noqa: E402
+from utilis.flow_utilis import FlowMatching, SplineFlow  # noqa: E402
+from utilis.gen_model_utilis import GenerativeModel  # noqa: E402
+from utilis.hypotheses_utilis import MultipleHypotheses  # noqa: E402
+from utilis.mdn_utilis import MDN  # noqa: E402
+from utilis.networks import NetworkDensity, Standardiser  # noqa: E402
+from utilis.training import TrainingSettings, default_batch_size  # noqa: E402
+
+
+class Recorder(NetworkDensity):
+    """A Gaussian with a learned mean and log-sd, recording the fit's hooks as they run."""
+
+    training_defaults = TrainingSettings(lr=0.05, batch_size=None, epochs=3, patience=None)
+
+    def __init__(self):
+        super().__init__()
+        self.scaling = Standardiser()
+        self.net = nn.Linear(1, 2)
+        self.calls = []
+
+    def forward(self, x):
+        mean, log_sd = self.net(self.scaling.z_x(x)[:, None]).unbind(-1)
+        return torch.distributions.Normal(mean, log_sd.exp())
+
+    def _log_prob(self, y, x):  # the protocol's side is not what these tests are about
+        raise NotImplementedError
+
+    def _sample(self, x, n, rng):
+        raise NotImplementedError
+
+    def _check_fit_data(self, x, y, **extra):
+        self.calls.append("check")
+        return super()._check_fit_data(x, y, **extra)
+
+    def _start_fit(self, seed):
+        self.calls.append("start")
+        super()._start_fit(seed)
+
+    def _set_scaling(self, x, y):
+        self.calls.append("scaling")
+        super()._set_scaling(x, y)
+
+    def _initialise(self, x, y):
+        self.calls.append("initialise")
+
+    def _train(self, x, y, **kwargs):
+        self.calls.append("train")
+        return super()._train(x, y, **kwargs)
+
+    def _after_training(self, x, y, history, **kwargs):
+        self.calls.append("after")
+        assert not bool(self.fitted)  # before it counts as fitted
+
+    def _finish_fit(self):
+        self.calls.append("finish")
+        super()._finish_fit()
+
+
+def test_fit_runs_the_hooks_in_order_and_records_its_settings():
+    x = np.linspace(-1, 1, 200)
+    model = Recorder()
+    history = model.fit(x, 2 * x, epochs=4, lr=0.01, progress=False)
+    assert model.calls == ["check", "start", "scaling", "initialise", "train", "after", "finish"]
+    assert model.training_settings == TrainingSettings(lr=0.01, batch_size=32, epochs=4, patience=None)
+    assert Recorder.training_defaults.epochs == 3  # the class's defaults are left as they were
+    assert len(history.val_loss) == 4 and bool(model.fitted) and not model.training
+
+
+def test_a_bad_setting_is_refused_before_anything_is_reset():
+    x = np.linspace(-1, 1, 200)
+    model = Recorder()
+    model.fit(x, 2 * x, progress=False)
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    for bad in ({"epochs": 0}, {"lr": -1.0}, {"patience": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            model.fit(x, 2 * x, progress=False, **bad)
+    with pytest.raises(TypeError):
+        model.fit(x, 2 * x, progress=False, learning_rate=0.1)  # neither a setting nor a run option
+    with pytest.raises(TypeError, match="takes no c"):
+        model._fit(x, 2 * x, seed=0, train_kwargs={}, c=None)
+    assert bool(model.fitted) and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+SMALL = {
+    "mdn": lambda: MDN(n_components=3, hidden=8),
+    "regression": lambda: GaussianRegression(hidden=8),
+    "bins": lambda: BinnedClassifier(n_bins=10, hidden=8),
+    "spline-flow": lambda: SplineFlow(bins=4, hidden=8),
+    "flow-matching": lambda: FlowMatching(hidden=8),
+    "hypotheses": lambda: MultipleHypotheses(n_hypotheses=3, hidden=8),
+    "energy": lambda: EnergyModel(n_knots=16, hidden=8),
+    "generative": lambda: GenerativeModel(2, hidden=8),
+}
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_every_model_records_its_defaults_under_the_callers_overrides(name):
+    data = inverted_sinusoid_mixture(n_samples=300, seed=0)
+    model = SMALL[name]()
+    assert model.training_settings is None
+    labels = (data.c_train,) if isinstance(model, GenerativeModel) else ()
+    model.fit(data.x_train, data.y_train, *labels, epochs=2, lr=3e-3, progress=False)
+    n = len(data.x_train)
+    expected = replace(type(model).training_defaults, epochs=2, lr=3e-3, batch_size=default_batch_size(n))
+    if isinstance(model, EnergyModel):
+        expected = replace(expected, weight_decay=1.0 / n)  # its rule, from the data
+    assert model.training_settings == expected
+    assert model.training_settings_for(n, epochs=2, lr=3e-3) == expected
+
+
+def test_class_defaults_are_the_documented_literals():
+    # the values each fit used before they were recorded: changing one changes every trained model
+    defaults = {
+        MDN: (1e-2, 100, 30),
+        GaussianRegression: (1e-2, 100, 100),
+        BinnedClassifier: (5e-3, 100, 20),
+        SplineFlow: (1e-2, 200, 40),
+        FlowMatching: (2e-2, 200, 40),
+        MultipleHypotheses: (1e-2, 100, None),
+        EnergyModel: (1e-2, 30, 10),
+        GenerativeModel: (7e-3, 80, 30),
+    }
+    for cls, (lr, epochs, patience) in defaults.items():
+        settings = cls.training_defaults
+        assert (settings.lr, settings.epochs, settings.patience, settings.batch_size) == (lr, epochs, patience, None)
+    assert GaussianRegression.training_defaults.monitor == "train"
+    assert MultipleHypotheses.mixture_training_defaults == TrainingSettings(
+        lr=1e-2, batch_size=None, epochs=40, patience=None
+    )
+
+
+def test_energy_weight_decay_is_one_over_n_unless_overridden():
+    model = EnergyModel(n_knots=16, hidden=8)
+    assert model.training_settings_for(400).weight_decay == 1 / 400
+    assert model.training_settings_for(400, weight_decay=0.0).weight_decay == 0.0
+
+
+def test_hypotheses_record_both_stages_and_overrides_reach_both():
+    data = inverted_sinusoid_mixture(n_samples=300, seed=0)
+    model = MultipleHypotheses(n_hypotheses=3, hidden=8)
+    model.fit(data.x_train, data.y_train, epochs=2, batch_size=40, progress=False)
+    assert model.training_settings == replace(MultipleHypotheses.training_defaults, epochs=2, batch_size=40)
+    assert model.mixture_training_settings == replace(
+        MultipleHypotheses.mixture_training_defaults, epochs=2, batch_size=40
+    )
+    assert len(model.mixture_history.val_loss) == 2
+    kernel = MultipleHypotheses(n_hypotheses=3, hidden=8, density="kernel")
+    kernel.fit(data.x_train, data.y_train, epochs=2, progress=False)
+    assert kernel.mixture_training_settings is None and kernel.mixture_history is None

@@ -197,3 +197,92 @@ def test_progress_off_a_terminal_is_one_closing_line(capsys):
     out, err = capsys.readouterr()
     assert out.count("\n") == 1 and out.startswith("a line: 3 epochs in ") and "kept epoch" in out
     assert "\r" not in out + err and "it/s" not in err  # no bar redrawn into a saved notebook
+
+
+def test_settings_defaults_are_trains_own():
+    import inspect
+
+    from utilis.training import TrainingSettings
+
+    signature = inspect.signature(train).parameters
+    for name, value in TrainingSettings().as_kwargs().items():
+        assert signature[name].default == value, name
+    assert TrainingSettings.names() < set(signature)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"lr": -1.0}, "lr"),
+        ({"weight_decay": -1.0}, "weight_decay"),
+        ({"val_fraction": 1.0}, "val_fraction"),
+        ({"patience": 0}, "patience"),
+        ({"monitor": "test"}, "monitor must be 'val' or 'train'"),
+        ({"schedule": "plateau"}, "needs lr_patience"),
+    ],
+)
+def test_settings_are_checked_when_made(kwargs, message):
+    from utilis.training import TrainingSettings
+
+    with pytest.raises(ValueError, match=message):
+        TrainingSettings(**kwargs)
+
+
+def test_settings_resolve_the_default_batch_rule_and_change_nothing_else():
+    from dataclasses import replace
+
+    from utilis.training import TrainingSettings, default_batch_size
+
+    settings = TrainingSettings(lr=1e-2, batch_size=None, epochs=7, patience=None)
+    for n in (50, 900, 100_000):
+        assert settings.resolved(n) == replace(settings, batch_size=default_batch_size(n))
+    assert [default_batch_size(n) for n in (50, 900, 100_000)] == [32, 90, 512]
+    fixed = TrainingSettings(batch_size=64)
+    assert fixed.resolved(10_000) is fixed
+    with pytest.raises(TypeError):
+        replace(fixed, learning_rate=1.0)  # a name that is no setting
+
+
+def test_settings_as_keywords_are_the_same_run():
+    from utilis.training import TrainingSettings
+
+    x, y = line_data(300)
+    settings = TrainingSettings(epochs=6, lr=0.02, batch_size=None, patience=3).resolved(len(x))
+    torch.manual_seed(0)
+    first, second = LinearGaussian(), LinearGaussian()
+    second.load_state_dict(first.state_dict())
+    a = train(first, x, y, progress=False, seed=1, **settings.as_kwargs())
+    b = train(second, x, y, progress=False, seed=1, epochs=6, lr=0.02, batch_size=32, patience=3)
+    assert a.train_loss == b.train_loss and a.val_loss == b.val_loss
+    assert all(torch.equal(p, q) for p, q in zip(first.state_dict().values(), second.state_dict().values()))
+
+
+def test_no_patience_runs_the_whole_budget_and_keeps_its_best_epoch():
+    x, y = line_data(200)
+    stopped = train(LinearGaussian(), x, y, epochs=60, lr=0.5, batch_size=8, patience=1, progress=False, seed=0)
+    assert stopped.stopped_early and len(stopped.val_loss) < 60
+    model = LinearGaussian()
+    history = train(model, x, y, epochs=60, lr=0.5, batch_size=8, patience=None, progress=False, seed=0)
+    assert not history.stopped_early and len(history.val_loss) == 60
+    assert history.best_epoch == int(np.argmin(history.val_loss))
+
+
+def test_a_non_finite_loss_restores_the_best_weights():
+    x, y = line_data(100)  # 90 training points: 3 batches of 32 an epoch
+    steps = []
+
+    def loss(m, xb, yb):  # finite through the first epoch, then NaN
+        if m.training:
+            steps.append(1)
+        return nll_loss(m, xb, yb) * (torch.nan if len(steps) > 3 else 1.0)
+
+    torch.manual_seed(0)
+    model, reference = LinearGaussian(), LinearGaussian()
+    reference.load_state_dict(model.state_dict())
+    settings = {"batch_size": 32, "schedule": "constant", "progress": False, "seed": 0}
+    with pytest.raises(FloatingPointError, match="training loss became nan at epoch 1"):
+        train(model, x, y, loss=loss, epochs=5, **settings)
+    train(reference, x, y, epochs=1, **settings)  # the same first epoch, alone
+    assert all(torch.equal(p, q) for p, q in zip(model.state_dict().values(), reference.state_dict().values()))

@@ -32,6 +32,7 @@ from utilis.training import History, Loss, TrainingSettings, default_batch_size,
 
 __all__ = [
     "NEGLIGIBLE",
+    "RUN_OPTIONS",
     "Z_LIMIT",
     "GaussianMixture",
     "NetworkDensity",
@@ -155,6 +156,11 @@ def check_fit_data(x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     return x_array, y_array
 
 
+RUN_OPTIONS = ("device", "progress", "description", "cpu_threads")
+"""The keywords of :func:`utilis.training.train` that say where a run happens and how it reports, not what
+it trains: a model's ``fit`` takes them beside its :class:`~utilis.training.TrainingSettings`."""
+
+
 class NetworkDensity(CheckedDensity, nn.Module):
     """The checked base for ``nn.Module`` models: not-fitted refusal, seeded starts, device, float64 out,
     and the one :meth:`fit` every network model runs.
@@ -233,6 +239,12 @@ class NetworkDensity(CheckedDensity, nn.Module):
         """``train_kwargs`` parted into the training settings (resolved over ``defaults``, the class's
         by default) and the run's options (``description`` unless the caller gives one)."""
         names = TrainingSettings.names()
+        unknown = set(train_kwargs) - names - set(RUN_OPTIONS)
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__}.fit got unexpected keyword arguments {sorted(unknown)}: it takes the training "
+                f"settings {sorted(names)} and the run's options {list(RUN_OPTIONS)}"
+            )
         overrides = {key: value for key, value in train_kwargs.items() if key in names}
         options = {"description": description} | {k: v for k, v in train_kwargs.items() if k not in names}
         if defaults is None:
