@@ -134,11 +134,11 @@ def parameter_count(model) -> int:
 
 def calibration_ks(model, x: np.ndarray, y: np.ndarray, seed: int) -> float:
     """sup_u |F(u) - u| for the PIT u_i = share of the model's samples at x_i below y_i (ties halved)."""
+    from utilis.metrics import ks_from_uniform
+
     samples = model.sample(x, K_PIT, seed=seed)  # (K_PIT, n)
     u = ((samples < y).sum(axis=0) + 0.5 * (samples == y).sum(axis=0) + 0.5) / (K_PIT + 1)
-    u = np.sort(u)
-    n = len(u)
-    return float(max(np.max(np.arange(1, n + 1) / n - u), np.max(u - np.arange(n) / n)))
+    return ks_from_uniform(u)
 
 
 def run_one(dataset: str, n_train: int, seed: int, model_name: str) -> dict:

@@ -9,12 +9,16 @@ from generate_dataset import DATASETS, SCALAR_DATASETS
 from utilis.metrics import (
     bayes_gap,
     best_of_k_error,
+    calibration_ranks,
     kl_divergence,
+    ks_from_uniform,
     mode_recall_precision,
     nll,
     score,
     score_table,
 )
+from utilis.protocol import CheckedDensity
+from utilis.spaces import Euclidean
 
 
 def gaussian_kl(m1, s1, m2, s2):
@@ -100,11 +104,11 @@ def test_best_of_k_finds_every_branch(bimodal):
 
 
 def test_bad_inputs(gaussian):
-    with pytest.raises(ValueError, match="y must have the shape of x"):
+    with pytest.raises(ValueError, match="y must hold one point per x"):
         nll(gaussian, np.zeros(3), np.zeros(4))
     with pytest.raises(ValueError, match="x must be finite"):
         bayes_gap(gaussian, gaussian, [np.nan], [0.0])
-    with pytest.raises(ValueError, match="x must be a non-empty"):
+    with pytest.raises(ValueError, match="x must be non-empty points"):
         nll(gaussian, [], [])
     with pytest.raises(ValueError, match="y_grid must be strictly increasing"):
         kl_divergence(gaussian, gaussian, [0.0], [1.0, 0.0])
@@ -138,3 +142,93 @@ def test_score_shares_its_grids_but_not_its_answers():
     modes = mode_recall_precision(data.truth, model, x[:60], y_grid, 0.02 * np.ptp(data.y_range))
     assert scores["KL"] == pytest.approx(kl, rel=1e-12) and scores["KL"] > 0.1
     assert (scores["mode recall"], scores["mode precision"]) == (modes.recall, modes.precision)
+
+
+# ---- in the plane -----------------------------------------------------------------------------------
+class PlaneGaussian(CheckedDensity):
+    """y | x ~ N(shift + x[:2], sd^2 I) in the plane, for x in R^x_dim (only its first two coordinates count)."""
+
+    y_space = Euclidean(2)
+
+    def __init__(self, shift=(0.0, 0.0), sd=1.0, x_dim=2):
+        self.shift, self.sd, self.x_dim = np.asarray(shift, dtype=float), sd, x_dim
+
+    def _mean(self, x):
+        return self.shift + x[..., :2]
+
+    def _log_prob(self, y, x):
+        residual = y - self._mean(x)
+        return -0.5 * (residual**2).sum(axis=-1) / self.sd**2 - np.log(2 * np.pi * self.sd**2)
+
+    def _sample(self, x, n, rng):
+        return self._mean(x) + self.sd * rng.standard_normal((n, len(x), 2))
+
+
+def test_gap_in_the_plane_estimates_the_closed_form_kl():
+    """KL(N(m1, s1^2 I) || N(m2, s2^2 I)) = 2 log(s2 / s1) + (2 s1^2 + |m1 - m2|^2) / (2 s2^2) - 1 in 2-D."""
+    truth, model = PlaneGaussian(), PlaneGaussian(shift=(0.3, -0.4), sd=1.3)
+    x = np.random.default_rng(0).normal(size=(20_000, 2))
+    y = truth.sample(x, 1, seed=1)[0]
+    expected = 2 * np.log(1.3) + (2 + 0.25) / (2 * 1.3**2) - 1
+    gap = bayes_gap(model, truth, x, y)
+    assert abs(gap.gap - expected) < 4 * gap.stderr
+    assert bayes_gap(truth, truth, x, y).gap == 0.0
+
+
+def test_best_of_k_in_the_plane_is_the_euclidean_distance():
+    """A model whose draws all sit at its mean: the best of k is |y - mean| in the plane's distance."""
+    model = PlaneGaussian(sd=1e-12)
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(100, 2)), rng.normal(size=(100, 2))
+    assert best_of_k_error(model, x, y, 3, seed=0) == pytest.approx(np.linalg.norm(y - x, axis=1).mean(), rel=1e-9)
+
+
+def test_calibration_in_the_plane():
+    """The coverage ranks of the truth's own points are uniform; an overconfident model's pile up near 0."""
+    truth = PlaneGaussian()
+    x = np.random.default_rng(3).normal(size=(2000, 2))
+    y = truth.sample(x, 1, seed=4)[0]
+    ranks = calibration_ranks(truth, x, y, k=100, seed=5)
+    assert ranks.shape == (1, 2000) and ks_from_uniform(ranks) < 0.05
+    assert stats.kstest(ranks[0], "uniform").pvalue > 1e-3
+    overconfident = calibration_ranks(PlaneGaussian(sd=0.5), x, y, k=100, seed=5)
+    assert ks_from_uniform(overconfident) > 0.3 and np.median(overconfident) < 0.25
+
+
+def test_calibration_of_a_scalar_density_gives_both_readings(gaussian):
+    x = np.random.default_rng(16).normal(size=1000)
+    y = gaussian.sample(x, 1, seed=17)[0]
+    pit, coverage = calibration_ranks(gaussian, x, y, k=200, seed=18)
+    assert ks_from_uniform(pit) < 0.06 and ks_from_uniform(coverage) < 0.06
+    # the PIT has the leaderboard's formula: share below, ties halved, (count + 1/2) / (k + 1)
+    draws = gaussian.sample(x, 200, seed=np.random.default_rng(18))
+    np.testing.assert_array_equal(pit, ((draws < y).sum(axis=0) + 0.5) / 201)
+
+
+def test_ks_from_uniform_is_scipys_statistic():
+    u = np.random.default_rng(9).random(300) ** 1.5
+    assert ks_from_uniform(u) == pytest.approx(stats.kstest(u, "uniform").statistic, rel=1e-12)
+
+
+def test_score_in_the_plane():
+    """The room's truth scores 0 against itself; one Gaussian in the middle of the room finds at most
+    one of the true tiles and pays for the rest in KL and gap."""
+    room = DATASETS["room"](seed=0)
+    scores = score(room.truth, room, n_points=2000, n_x=20)
+    assert scores["gap"] == 0.0 and scores["KL"] == 0.0 and scores["mode recall"] == 1.0
+    blob = PlaneGaussian(sd=10.0, x_dim=3, shift=(0.0, 0.0))
+    wrong = score(blob, room, n_points=2000, n_x=20)
+    assert wrong["mode recall"] < 0.5 and wrong["KL"] > 0.5 and wrong["gap"] > 0.5
+
+
+def test_densities_over_other_spaces_are_refused():
+    plane, room = PlaneGaussian(), DATASETS["room"](n_samples=20, seed=0)
+    x = np.zeros((4, 2))
+    with pytest.raises(ValueError, match="not densities over the same"):
+        bayes_gap(plane, room.truth, x, np.zeros((4, 2)))
+    with pytest.raises(ValueError, match="not densities over the same"):
+        score(GaussianConditional(), room, n_points=10)
+    with pytest.raises(ValueError, match=r"y must be non-empty points of shape \(n, 2\), got shape \(4, 3\)"):
+        nll(plane, x, np.zeros((4, 3)))
+    with pytest.raises(ValueError, match=r"x must be non-empty points of shape \(n, 2\), got shape \(4,\)"):
+        best_of_k_error(plane, np.zeros(4), np.zeros((4, 2)), 3)

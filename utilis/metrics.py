@@ -9,7 +9,13 @@ dataset's exact density and any trained model are scored by the same code.
 - :func:`kl_divergence`: KL(truth || model) on a y grid at each x.
 - :func:`mode_recall_precision`: the modes of p(y|x) a model finds and invents
   (:func:`utilis.density.find_modes` finds them).
-- :func:`best_of_k_error`: the oracle error of k samples, as multiple-hypothesis papers report it.
+- :func:`best_of_k_error`: the oracle error of k samples, as multiple-hypothesis papers report it,
+  in the output space's distance.
+- :func:`calibration_ranks` and :func:`ks_from_uniform`: calibration, by the probability integral
+  transform for a scalar y and by the coverage of the model's highest-density regions in any dimension.
+
+The gap, best-of-k and calibration hold in any dimension of x and y; KL and modes need a grid of y,
+which the output space offers on the line and in the plane (:mod:`utilis.spaces`).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import integrate
 
-from utilis.density import check_grid, find_modes, log_conditional_grid
+from utilis.density import check_grid, log_conditional_grid, log_prob_on_grid
 from utilis.protocol import (
     ConditionalDensity,
     as_generator,
@@ -28,14 +34,20 @@ from utilis.protocol import (
     check_positive,
     finite_array,
     require_density,
+    same_dimensions,
+    x_dim_of,
+    y_space_of,
 )
+from utilis.spaces import EUCLIDEAN_LINE, Grid, OutputSpace
 
 __all__ = [
     "Gap",
     "ModeScores",
     "bayes_gap",
     "best_of_k_error",
+    "calibration_ranks",
     "kl_divergence",
+    "ks_from_uniform",
     "mode_recall_precision",
     "nll",
     "score",
@@ -43,20 +55,30 @@ __all__ = [
 ]
 
 
-def _check_points(x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    x_array, y_array = np.atleast_1d(finite_array(x, "x")), np.atleast_1d(finite_array(y, "y"))
-    if x_array.ndim != 1 or x_array.size == 0:
-        raise ValueError(f"x must be a non-empty 1-D array, got shape {x_array.shape}")
-    if y_array.shape != x_array.shape:
-        raise ValueError(f"y must have the shape of x, {x_array.shape}, got {y_array.shape}")
-    return x_array, y_array
+def _check_points(x: ArrayLike, y: ArrayLike, x_dim: int = 1, y_dim: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """n points (x_i, y_i): x of shape (n,) or (n, x_dim), y of shape (n,) or (n, y_dim), n >= 1."""
+    arrays = []
+    for name, values, dim in (("x", x, x_dim), ("y", y, y_dim)):
+        array = finite_array(values, name)
+        array = np.atleast_1d(array) if dim == 1 else array
+        expected = "(n,)" if dim == 1 else f"(n, {dim})"
+        if array.ndim != (1 if dim == 1 else 2) or array.shape[0] == 0 or array.shape[1:] not in ((), (dim,)):
+            raise ValueError(f"{name} must be non-empty points of shape {expected}, got shape {array.shape}")
+        arrays.append(array)
+    if len(arrays[1]) != len(arrays[0]):
+        raise ValueError(f"y must hold one point per x, {len(arrays[0])}, got {len(arrays[1])}")
+    return arrays[0], arrays[1]
+
+
+def _points_of(density: ConditionalDensity, x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    return _check_points(x, y, x_dim_of(density), y_space_of(density).dim)
 
 
 def _log_likelihoods(density: ConditionalDensity, x: np.ndarray, y: np.ndarray, name: str) -> np.ndarray:
     require_density(density, name)
     log_p = np.asarray(density.log_prob(y, x), dtype=np.float64)
-    if log_p.shape != x.shape:
-        raise ValueError(f"{name}.log_prob returned shape {log_p.shape} for {x.shape} points")
+    if log_p.shape != (len(x),):
+        raise ValueError(f"{name}.log_prob returned shape {log_p.shape} for {len(x)} points")
     if np.isnan(log_p).any():
         raise ValueError(f"{name}.log_prob returned NaN at x = {x[np.isnan(log_p)][0]}")
     return log_p
@@ -64,7 +86,7 @@ def _log_likelihoods(density: ConditionalDensity, x: np.ndarray, y: np.ndarray, 
 
 def nll(density: ConditionalDensity, x: ArrayLike, y: ArrayLike) -> float:
     """Mean negative log-likelihood -1/n sum_i log p(y_i | x_i), in nats (inf if a point has density 0)."""
-    x, y = _check_points(x, y)
+    x, y = _points_of(density, x, y)
     return float(-_log_likelihoods(density, x, y, "density").mean())
 
 
@@ -86,9 +108,12 @@ def bayes_gap(model: ConditionalDensity, truth: ConditionalDensity, x: ArrayLike
 
     Use a large fresh sample from the dataset (``x, y, _ = data.sample(20_000)``): the mean of the
     paired differences is an unbiased estimate of E_x KL(p(.|x) || q(.|x)), and pairing removes most
-    of the noise that the two NLLs carry on their own.
+    of the noise that the two NLLs carry on their own. In any dimension: x of shape (n,) or (n, d_x),
+    y of shape (n,) or (n, d_y), as the two densities (which must agree) declare.
     """
-    x, y = _check_points(x, y)
+    require_density(model, "model"), require_density(truth, "truth")
+    same_dimensions(model, truth)
+    x, y = _points_of(truth, x, y)
     log_q = _log_likelihoods(model, x, y, "model")
     log_p = _log_likelihoods(truth, x, y, "truth")
     difference = log_p - log_q
@@ -161,34 +186,67 @@ def _modes_on_grid(
     log_p: np.ndarray, log_q: np.ndarray, y: np.ndarray, counts: np.ndarray, tolerance: float, min_mass: float
 ) -> ModeScores:
     """:func:`mode_recall_precision` on two log-density grids (n_y, n_x), column j counted counts[j] times."""
-    found = n_true = matched = n_model = 0
-    for column, weight in enumerate(counts):
-        true_modes = find_modes(log_p[:, column], y, min_mass)
-        model_modes = find_modes(log_q[:, column], y, min_mass)
-        distance = np.abs(true_modes[:, None] - model_modes[None, :])  # (true, model)
-        found += weight * int((distance <= tolerance).any(axis=1).sum())
-        matched += weight * int((distance <= tolerance).any(axis=0).sum())
-        n_true += weight * len(true_modes)
-        n_model += weight * len(model_modes)
-    return ModeScores(
-        recall=float(found / n_true) if n_true else 1.0,
-        precision=float(matched / n_model) if n_model else 1.0,
-        true_modes=int(n_true),
-        model_modes=int(n_model),
-    )
+    return _modes_in_space(EUCLIDEAN_LINE, Grid.on_line(y), log_p, log_q, counts, tolerance, min_mass)
+
+
+def _draws(model: ConditionalDensity, x: np.ndarray, k: int, seed) -> np.ndarray:
+    """k draws of y at each x, checked: shape (k, n) or (k, n, d_y)."""
+    space = y_space_of(model)
+    samples = np.asarray(model.sample(x, k, seed=as_generator(seed)), dtype=np.float64)
+    expected = (k, len(x)) + ((space.dim,) if space.dim > 1 else ())
+    if samples.shape != expected:
+        raise ValueError(f"model.sample returned shape {samples.shape}, expected {expected}")
+    return samples
 
 
 def best_of_k_error(
     model: ConditionalDensity, x: ArrayLike, y: ArrayLike, k: int, seed: int | np.random.Generator | None = None
 ) -> float:
-    """The oracle (best-of-k) error: mean over points of min_j |y_i - s_ij| for k samples s_ij ~ q(.|x_i)."""
+    """The oracle (best-of-k) error: mean over points of min_j d(y_i, s_ij) for k samples s_ij ~ q(.|x_i),
+    d the distance of the model's output space (|y - s| on the line, Euclidean in R^d)."""
     require_density(model, "model")
-    x, y = _check_points(x, y)
-    k = check_count(k, "k")
-    samples = np.asarray(model.sample(x, k, seed=as_generator(seed)), dtype=np.float64)
-    if samples.shape != (k, len(x)):
-        raise ValueError(f"model.sample returned shape {samples.shape}, expected {(k, len(x))}")
-    return float(np.abs(samples - y[None, :]).min(axis=0).mean())
+    x, y = _points_of(model, x, y)
+    samples = _draws(model, x, check_count(k, "k"), seed)
+    return float(y_space_of(model).distance(samples, y[None]).min(axis=0).mean())
+
+
+def calibration_ranks(
+    model: ConditionalDensity, x: ArrayLike, y: ArrayLike, k: int = 200, seed: int | np.random.Generator | None = None
+) -> np.ndarray:
+    """For each point, where y_i falls among k draws s_ij ~ q(.|x_i): uniform on (0, 1) for a calibrated model.
+
+    For a scalar y, the probability integral transform: the share of draws below y_i. In any
+    dimension, the coverage of the model's highest-density regions (the expected-coverage diagnostic
+    of simulation-based inference, as sbi computes it): the share of draws that q finds less likely
+    than y_i, log q(s_ij | x_i) < log q(y_i | x_i). A y_i in the model's most likely region ranks near
+    1; one the model thinks improbable near 0. The result is (rank + 1/2) / (k + 1), strictly inside
+    (0, 1). In the PIT a tie counts a half (as the leaderboard has always counted it: ties have
+    probability 0 for a continuous y); in the coverage, ties are the rule where the density is
+    piecewise constant (a histogram, the room), so y_i takes a uniformly random place among the draws
+    it ties with, which keeps the rank uniform. Returns ``(pit, coverage)`` stacked as shape (2, n) for
+    a scalar y and shape (1, n), the coverage alone, otherwise.
+    """
+    require_density(model, "model")
+    x, y = _points_of(model, x, y)
+    k, rng = check_count(k, "k"), as_generator(seed)
+    samples = _draws(model, x, k, rng)
+    log_y = _log_likelihoods(model, x, y, "model")
+    log_s = np.asarray(model.log_prob(samples, x[None]), dtype=np.float64)  # (k, n)
+    ties = (log_s == log_y[None]).sum(axis=0)
+    coverage = ((log_s < log_y[None]).sum(axis=0) + rng.integers(0, ties + 1) + 0.5) / (k + 1)
+    if y_space_of(model).dim > 1:
+        return coverage[None]
+    pit = ((samples < y[None]).sum(axis=0) + 0.5 * (samples == y[None]).sum(axis=0) + 0.5) / (k + 1)
+    return np.stack([pit, coverage])
+
+
+def ks_from_uniform(u: ArrayLike) -> float:
+    """sup_u |F(u) - u|, the Kolmogorov-Smirnov distance of the values' empirical CDF from uniform."""
+    u = np.sort(finite_array(u, "u").ravel())
+    if u.size == 0:
+        raise ValueError("u must hold at least one value, got none")
+    n = len(u)
+    return float(max(np.max(np.arange(1, n + 1) / n - u), np.max(u - np.arange(n) / n)))
 
 
 def score(
@@ -207,6 +265,10 @@ def score(
     ``tolerance`` (default 2% of the y range).
     """
     require_density(model, "model")
+    same_dimensions(model, data.truth)
+    space = y_space_of(data.truth)
+    if space.dim > 1:
+        return _score_in_space(model, data, space, n_points, n_x, seed, tolerance)
     x, y, _ = data.sample(check_count(n_points, "n_points"), seed=seed)
     y_grid = np.linspace(*data.y_range, 4000)
     tolerance = 0.02 * (data.y_range[1] - data.y_range[0]) if tolerance is None else tolerance
@@ -224,6 +286,61 @@ def score(
         "mode recall": modes.recall,
         "mode precision": modes.precision,
     }
+
+
+GRID_NODES_2D = 200
+"""Nodes an axis of the grid that KL and modes use in the plane: 40,000 nodes, resolving a peak a
+200th of the data's range wide."""
+
+
+def _score_in_space(
+    model: ConditionalDensity, data, space: OutputSpace, n_points: int, n_x: int, seed: int, tolerance: float | None
+) -> dict[str, float]:
+    """:func:`score` for a vector y: the gap on ``n_points`` points; KL and modes on the first ``n_x``
+    inputs over a grid of the data's y range where the space offers one (the plane), else omitted."""
+    x, y, _ = data.sample(check_count(n_points, "n_points"), seed=seed)
+    gap = bayes_gap(model, data.truth, x, y)
+    scores = {"gap": gap.gap, "gap stderr": gap.stderr, "Bayes floor": gap.truth_nll}
+    if space.dim > 2:
+        return scores
+    grid = space.grid(data.y_range, GRID_NODES_2D)
+    diagonal = float(np.linalg.norm(np.ptp(np.asarray(data.y_range, dtype=np.float64), axis=1)))
+    tolerance = check_positive(0.02 * diagonal if tolerance is None else tolerance, "tolerance")
+    unique, counts = np.unique(x[: check_count(n_x, "n_x")], axis=0, return_counts=True)
+    log_p, log_q = log_prob_on_grid(data.truth, unique, grid), log_prob_on_grid(model, unique, grid)
+    modes = _modes_in_space(space, grid, log_p, log_q, counts, tolerance, 0.05)
+    kl = _kl_with_weights(log_p, log_q, grid.weights)
+    return {**scores, "KL": float(np.average(kl, weights=counts)), "mode recall": modes.recall,
+            "mode precision": modes.precision}  # fmt: skip
+
+
+def _kl_with_weights(log_p: np.ndarray, log_q: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """KL(p || q) in each column of two log-density grids (N, n_x), by a quadrature rule's weights (N,)."""
+    p = np.exp(log_p)
+    with np.errstate(invalid="ignore"):
+        integrand = np.where(p > 0, p * (log_p - log_q), 0.0)
+    return weights @ integrand
+
+
+def _modes_in_space(
+    space: OutputSpace, grid: Grid, log_p: np.ndarray, log_q: np.ndarray, counts, tolerance: float, min_mass: float
+) -> ModeScores:
+    """:func:`mode_recall_precision` on grids of any space: modes by ``space.find_modes``, matched in its distance."""
+    found = n_true = matched = n_model = 0
+    for column, weight in enumerate(counts):
+        true_modes = space.find_modes(log_p[:, column], grid, min_mass)
+        model_modes = space.find_modes(log_q[:, column], grid, min_mass)
+        distance = space.distance(true_modes[:, None], model_modes[None, :])  # (true, model)
+        found += weight * int((distance <= tolerance).any(axis=1).sum())
+        matched += weight * int((distance <= tolerance).any(axis=0).sum())
+        n_true += weight * len(true_modes)
+        n_model += weight * len(model_modes)
+    return ModeScores(
+        recall=float(found / n_true) if n_true else 1.0,
+        precision=float(matched / n_model) if n_model else 1.0,
+        true_modes=int(n_true),
+        model_modes=int(n_model),
+    )
 
 
 def score_table(scores: dict[str, dict[str, float]]) -> str:

@@ -56,6 +56,11 @@ class Grid:
     points: np.ndarray
     weights: np.ndarray
 
+    @classmethod
+    def on_line(cls, nodes: np.ndarray) -> Grid:
+        """The 1-D grid of increasing ``nodes``, with trapezoidal weights."""
+        return cls((nodes,), nodes, trapezoid_weights(nodes))
+
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(len(axis) for axis in self.axes)
@@ -175,7 +180,7 @@ class Euclidean(OutputSpace):
             raise ValueError(f"n must be an integer >= 2 (or one an axis), got {n!r}")
         axes = tuple(np.linspace(low, high, int(c)) for (low, high), c in zip(bounds, counts))
         if self.dim == 1:
-            return Grid(axes, axes[0], trapezoid_weights(axes[0]))
+            return Grid.on_line(axes[0])
         mesh = np.meshgrid(*axes, indexing="ij")
         points = np.stack([m.ravel() for m in mesh], axis=-1)
         weights = np.multiply.outer(*(trapezoid_weights(axis) for axis in axes)).ravel()
