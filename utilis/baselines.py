@@ -58,9 +58,9 @@ class GaussianRegression(_SingleNetwork, GaussianMixtureDensity):
     """Squared-error regression f(x) ~ E[y | x], made a density N(y; f(x), s^2) with s its residual spread.
 
     On a one-to-many problem E[y | x] changes fast where the branches' weights change, and the loss
-    surface is flat between the branches, so it is trained until its training loss converges, with
-    a step size halved on plateaus: long enough that f(x) reaches E[y | x] (tested against the
-    truth's E[y | x]).
+    surface is flat between the branches, so it is trained until its training loss converges: the
+    whole cosine budget, monitored on the training loss, long enough that f(x) reaches E[y | x]
+    (tested against the truth's E[y | x]).
     """
 
     def __init__(self, hidden: int = 64, depth: int = 3):

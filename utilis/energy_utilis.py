@@ -27,23 +27,23 @@ The energy is free-form, a cubic spline in the z-scored y whose R coefficients a
 with B_r the uniform cubic B-splines on R knots spanning [y_lo, y_hi]: y-features combined with the
 MLP's x-features by a product of rank at most ``hidden`` + 1, which approximates any smooth E(x, y)
 as R and the MLP grow. A cubic spline holds a parabola exactly, so a Gaussian well of any width can
-sit anywhere between knots. Why this form, measured on 2 busy CPU cores (linear set, 20,000 points,
-seed 0, 30 epochs unless said): a network on (x, y) pairs works on (batch x grid nodes x units)
-tensors, and one SiLU layer's affine map and activation over 512 x 1,024 x 32 took 0.13 to 0.17 s here,
-when a whole MDN training step took 5 ms: an MLP on (x, y) normalised on a grid is out of reach in 20 s. In
-the spline a node costs 4 multiply-adds (a cubic B-spline touches 4 coefficients), so a batch's
-normaliser costs about what the MLP on x does. Fourier features of x (16 frequencies from 1 to 8
-radians per sd of x; Tancik et al., 2020) let the coefficients change as fast along x as the narrow
-branches move: without them the gap was 0.074 with 256 knots (the branches drawn as staircases, up
-to 166 nats lost on single points where the data's x ends), with them 0.018. Fewer knots trade
-resolution for variance: 256 / 192 / 128 / 96 knots gave 0.018 / 0.015 / 0.011 / 0.011 (512 knots:
-0.043); on the camera, whose cells have hard edges, 128 / 96 / 64 knots gave 0.032 / 0.036 / 0.047, and
-at 900 points (three seeds, all three sets) 128 / 96 / 64 knots gave 0.23 / 0.21 / 0.17 (linear),
-0.31 / 0.27 / 0.25 (sinusoid), 0.20 / 0.18 / 0.17 (camera): 96 is the default. More epochs did not
-help (60: 0.013 against 0.011 with 128 knots): the gap is variance, not optimisation. Measured over
-three seeds at 20,000 points (``benchmarks/bench_energy.py``): 0.0091 / 0.0127 / 0.0397 (linear /
-sinusoid / camera) by the likelihood, 0.0095 / 0.0131 / 0.0400 by InfoNCE with 256 counter-examples,
-the MDN 0.0046 / 0.0304 / 0.0697 in the same run, its training taking about as long.
+sit anywhere between knots. Why this form (linear set, 20,000 points, seed 0, 30 epochs unless
+said): a network on (x, y) pairs works on (batch x grid nodes x units) tensors, and one layer over
+512 x 1,024 x 32 costs as much as many whole MDN training steps: an MLP on (x, y) normalised on a
+grid is out of reach of the time budget. In the spline a node costs 4 multiply-adds (a cubic
+B-spline touches 4 coefficients), so a batch's normaliser costs about what the MLP on x does.
+Fourier features of x (16 frequencies from 1 to 8 radians per sd of x; Tancik et al., 2020) let the
+coefficients change as fast along x as the narrow branches move: without them the gap was 0.074 with
+256 knots (the branches drawn as staircases, up to 166 nats lost on single points where the data's x
+ends), with them 0.018. Fewer knots trade resolution for variance: 256 / 192 / 128 / 96 knots gave
+0.018 / 0.015 / 0.011 / 0.011 (512 knots: 0.043); on the camera, whose cells have hard edges, 128 /
+96 / 64 knots gave 0.032 / 0.036 / 0.047, and at 900 points (three seeds, all three sets) 128 / 96 /
+64 knots gave 0.23 / 0.21 / 0.17 (linear), 0.31 / 0.27 / 0.25 (sinusoid), 0.20 / 0.18 / 0.17
+(camera): 96 is the default. More epochs did not help (60: 0.013 against 0.011 with 128 knots): the
+gap is variance, not optimisation. Measured over three seeds at 20,000 points
+(``benchmarks/bench_energy.py``): 0.0091 / 0.0127 / 0.0397 (linear / sinusoid / camera) by the
+likelihood, 0.0095 / 0.0131 / 0.0400 by InfoNCE with 256 counter-examples, the MDN 0.0046 / 0.0304 /
+0.0697 in the same run, its training taking about as long.
 
 Two objectives (``objective=``):
 

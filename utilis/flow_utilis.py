@@ -113,11 +113,11 @@ class ZScore(Transform):
 class RQSpline(MonotonicRQSTransform):
     """zuko's monotonic rational-quadratic spline (its parametrisation and formulas), faster to train.
 
-    Two changes, each measured on a training step of the spline flow (T = 2, K = 16, 512 points):
-    :meth:`stack` applies the parametrisation (soft clips, softmaxes, cumulative sums) to the T splines
-    at once, and :meth:`bin` looks a bin's knots up with one gather per array where zuko's broadcasts
-    the three arrays and the indices first. Together they cut the splines' share of the step by a
-    quarter (2.9 to 2.1 ms); the values are the same to the last bit (tested).
+    Two changes, each for the time of a training step of the spline flow: :meth:`stack` applies the
+    parametrisation (soft clips, softmaxes, cumulative sums) to the T splines at once, and :meth:`bin`
+    looks a bin's knots up with one gather per array where zuko's broadcasts the three arrays and the
+    indices first. Together they shrink the splines' share of the step; the values are the same to the
+    last bit (tested).
     """
 
     @classmethod
@@ -186,13 +186,13 @@ class SplineFlow(_FlowModel):
     Defaults chosen by measurement (``benchmarks/bench_flows.py``: gap to the Bayes floor on 20,000
     fresh points, default settings otherwise, gaps as linear / sinusoid / camera):
 
-    - K = 16 bins, trained at lr 0.01: 0.0145 / 0.048 / 0.037 at 20,000 points (3 seeds, 16-20 s)
+    - K = 16 bins, trained at lr 0.01: 0.0145 / 0.048 / 0.037 at 20,000 points (3 seeds)
       and 0.072 / 0.287 / 0.214 at 900. The earlier K = 32 at lr 0.02 was as good at 20,000 points
       on two datasets (0.010 / 0.066 / 0.035) but unstable on few: 0.071 / 1.04 / 0.63 at 900, its
       validation loss best at epoch 11 to 57 of 200 on the sinusoid and camera.
     - T = 1 spline: two took the hardest case (sinusoid, seed 2, 20,000 points) from 0.076 to 0.045
-      but training from 18 to 27 s, past the 20 s budget; 140 epochs of two splines (18.5 s) reached
-      0.061. Neither a wider network (128: 0.090) nor smaller batches (256: 0.084) did as well.
+      but half as long again to train, past the time budget; 140 epochs of two splines, within it,
+      reached 0.061. Neither a wider network (128: 0.090) nor smaller batches (256: 0.084) did as well.
     - B = 4 training sds: the camera's hard-edged cells and the linear set's far branch lie inside it;
       beyond it the flow is the identity, so the tails are Gaussian.
     - The start at the marginal: on the camera at 20,000 points (seed 0) it reached 0.038 where a
@@ -330,9 +330,9 @@ def dopri5(f: Callable[[Tensor, Tensor], Tensor], x: Tensor, t0: float, t1: floa
     element needs: error max |e| / (atol + rtol max(|x|, |x_new|)) below 1; the step times 0.9 error^(-1/5),
     between 0.1 and 10 times), with two things it lacks: the last stage of an accepted step is the next
     step's first, so a step costs 6 evaluations of f instead of 7, and the first step is estimated from f
-    (Hairer, Nørsett and Wanner, Solving ODEs I, II.4) instead of tried at t1 - t0 and rejected. On flow
-    matching's grids this is the same accuracy in 21-31% less time; zuko's ``odeint`` stays where a
-    gradient must flow back through the solve (its adjoint).
+    (Hairer, Nørsett and Wanner, Solving ODEs I, II.4) instead of tried at t1 - t0 and rejected: the
+    same accuracy for fewer evaluations of f. zuko's ``odeint`` stays where a gradient must flow back
+    through the solve (its adjoint).
     """
     if t0 == t1:
         return x
@@ -450,8 +450,8 @@ class FlowMatching(_FlowModel):
         atol, rtol: absolute and relative tolerances of the ODE solver, > 0. At the default 1e-4 (seed 0, a
             sinusoid at 900 points and a camera at 3,000, against a float64 solve at 1e-9) the log-density at
             test points is off by 4e-5 nats on average (2e-3 at worst) and the gap moves by 2e-6, a
-            thousandth of its standard error; on a 100,000-point grid the solves take 34-42% less time than at
-            1e-5 (whose errors are 3-9 times smaller), samples 30-37% less.
+            thousandth of its standard error, and the solves take fewer steps than at 1e-5 (whose errors
+            are 3-9 times smaller); ``benchmarks/bench_flows.py --tight`` measures the error.
         paths: straight paths drawn per training point and step (fresh t and z each), to lower the
             variance of the regression target; ``None`` (default): enough for 16,384 paths an epoch, and at
             least 4. Measured (seed 0): on the camera's 20,000 points, 300 epochs at lr 0.01 reached a gap
@@ -596,10 +596,9 @@ class FlowMatching(_FlowModel):
         """``solve(flow, values)`` over the flat (values, x_z) in blocks of ODE_BLOCK, as float64 numpy.
 
         The solver's step is the one its worst element needs, so a block of easy queries no longer waits
-        on the stiffest query of the whole call: on a 4000 x 10 grid, blocks of 2,048 were 4 times faster
-        than one batch. The dtype is float32 where the tolerances are at least 1e-6 (2.3 times faster,
-        and the same error against a float64 solve at 1e-9: 8e-6 nats on average at 1e-5),
-        float64 below.
+        on the stiffest query of the whole call (a whole grid in one batch would take the stiffest step
+        everywhere). The dtype is float32 where the tolerances are at least 1e-6 (faster, and the same
+        error against a float64 solve at 1e-9: 8e-6 nats on average at 1e-5), float64 below.
         """
         dtype = torch.float32 if min(tolerances) >= 1e-6 else torch.float64
         out = np.empty(len(values))

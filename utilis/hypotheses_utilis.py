@@ -161,6 +161,10 @@ class MultipleHypotheses(NetworkDensity, GaussianMixtureDensity):
             measured 0.2 to 0.4 nats further from the truth.
         hidden, depth: width and number of hidden layers of the MLP (and of the second stage's).
         min_scale: floor on the two-stage scales, in training standard deviations of y.
+
+    :meth:`fit` trains the hypotheses and scores by WTA, chooses the kernel bandwidth on the validation
+    split, and (two-stage) fits the mixture with the hypotheses frozen. It returns the WTA stage's
+    history; the second stage's is ``mixture_history``, its settings ``mixture_training_settings``.
     """
 
     def __init__(

@@ -71,7 +71,7 @@ class MDN(NetworkDensity, GaussianMixtureDensity):
         """Mixing logits, means and scales of y (in y's own units), each (n, K), for x of shape (n,)."""
         if x.ndim != 1:
             raise ValueError(f"x must be a 1-D tensor of inputs, got shape {tuple(x.shape)}")
-        # (n, K) each, made contiguous: elementwise ops on strided views take torch's slow path (8x here)
+        # (n, K) each, made contiguous: elementwise ops on strided views take torch's slow path
         logits, means, raw = (t.contiguous() for t in self.net(self.scaling.z_x(x)[:, None]).chunk(3, dim=-1))
         y_mean, y_sd = self.scaling.y_mean.float(), self.scaling.y_sd.float()
         return logits, y_mean + y_sd * means, y_sd * (F.softplus(raw) + self.min_scale)
@@ -83,7 +83,7 @@ class MDN(NetworkDensity, GaussianMixtureDensity):
     # ---- fitting --------------------------------------------------------------------------------
     training_defaults = TrainingSettings(lr=1e-2, batch_size=None, epochs=100, patience=30)
     """A budget of 100 epochs on the shared cosine schedule: as good as 400 epochs of a step size halved
-    on plateaus, in half the time (``benchmarks/bench_mdn.py``)."""
+    on plateaus (``benchmarks/bench_mdn.py``)."""
 
     def _description(self) -> str:
         return f"MDN, K={self.n_components}"

@@ -61,14 +61,14 @@ def logsumexp(values: Tensor, dim: int) -> Tensor:
     The value is torch's to rounding (the raised terms stay below the sum's last bit, for up to 1e18
     terms; bit for bit the same in every test and training here); the raised terms get no gradient
     instead of one under e^-80. What it buys is time on the CPU, where many terms lie far down:
-    torch's vectorised ``exp`` is about 10 times slower on arguments below about -88 in float32 (near
-    -708 in float64), and a trained mixture's far components, or an energy's far grid nodes, put most
-    terms there. Measured by ``benchmarks/bench_speed.py --what step``: the MDN's loss on the camera
-    set 6% faster; the energy model's training 1.6x faster on the linear set (its needle-thin peaks),
-    the same on the sinusoid and up to a third slower on the camera, where few terms are that far
-    down and the extra maximum and clamp over its grid cost more than they save. Where the largest
-    term is so large that subtracting 80 does not change it (beyond 2^31 in float32), nothing is
-    raised. -inf, +inf, NaN and an empty ``dim`` come out as from torch's.
+    torch's vectorised ``exp`` takes a slow path on arguments below about -88 in float32 (near -708 in
+    float64), whose results are subnormal, and a trained mixture's far components, or an energy's far
+    grid nodes, put most terms there. It pays where most terms are that far down (the MDN's loss, the
+    energy model on the linear set's needle-thin peaks); where few are (the energy model on the camera
+    set), the extra maximum and clamp over the grid can cost more than they save.
+    ``benchmarks/bench_speed.py --what step`` measures both. Where the largest term is so large that
+    subtracting 80 does not change it (beyond 2^31 in float32), nothing is raised. -inf, +inf, NaN and
+    an empty ``dim`` come out as from torch's.
     """
     if values.shape[dim] == 0:
         return torch.logsumexp(values, dim)
@@ -85,8 +85,8 @@ class GaussianMixture(MixtureSameFamily):
 
     Args:
         logits: the mixing weights' logits, (..., K) (normalised by ``Categorical``).
-        means, scales: (..., K). Valid by construction where it is built; not checked (checking cost
-            a tenth of a training step).
+        means, scales: (..., K). Valid by construction where it is built; not checked (the check
+            would cost a visible share of every training step).
     """
 
     def __init__(self, logits: Tensor, means: Tensor, scales: Tensor):
