@@ -751,16 +751,19 @@ class RobotArm(ToyDataset):
         theta1 are taken in (-pi, pi] around the box; a solution may lie outside the box."""
         x = finite_array(x, "x")
         event_batch_shape(x, 2, "x")
-        theta2 = self._branches(np.hypot(x[..., 0], x[..., 1]))
+        with np.errstate(over="ignore"):  # beyond 1e308 away: rho = inf, the arm stretched towards x
+            theta2 = self._branches(np.hypot(x[..., 0], x[..., 1]))
         theta1 = self._theta1(np.arctan2(x[..., 1], x[..., 0])[..., None], theta2)
         return np.stack([theta1, theta2], axis=-1)
 
     def _forward(self, theta1: np.ndarray, theta2: np.ndarray) -> np.ndarray:
         l1, l2 = self.lengths
-        return np.stack(
-            [l1 * np.cos(theta1) - l2 * np.cos(theta1 + theta2), l1 * np.sin(theta1) - l2 * np.sin(theta1 + theta2)],
-            axis=-1,
-        )
+        with np.errstate(over="ignore", invalid="ignore"):  # angles near 1e308: NaN, outside the box anyway
+            elbow_turn = theta1 + theta2
+            return np.stack(
+                [l1 * np.cos(theta1) - l2 * np.cos(elbow_turn), l1 * np.sin(theta1) - l2 * np.sin(elbow_turn)],
+                axis=-1,
+            )
 
     def _reach(self, theta2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """r(theta2) and alpha(theta2): f = r e^{i (theta1 + alpha)}."""
@@ -793,7 +796,7 @@ class RobotArm(ToyDataset):
     def _log_likelihood(self, x: np.ndarray, theta1: np.ndarray, theta2: np.ndarray) -> np.ndarray:
         """log N(x; f(theta1, theta2), noise^2 I), x of shape s + (2,) against angles of shape s."""
         f = self._forward(theta1, theta2)
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore", invalid="ignore"):
             squares = ((x - f) ** 2).sum(axis=-1)
         return -0.5 * squares / self.noise**2 - np.log(2 * np.pi * self.noise**2)
 
@@ -805,27 +808,29 @@ class RobotArm(ToyDataset):
         return x, np.stack([theta1, theta2], axis=-1), (theta2 > np.pi).astype(np.int64)
 
     def _log_joint(self, x, y):
-        with np.errstate(divide="ignore"):
-            log_py = np.log(self._inside(y).astype(np.float64)) - self._log_box
-        return log_py + self._log_likelihood(x, y[..., 0], y[..., 1])
+        inside = self._inside(y)
+        with np.errstate(invalid="ignore"):
+            return np.where(inside, self._log_likelihood(x, y[..., 0], y[..., 1]) - self._log_box, -np.inf)
 
     # ---- the quadrature ------------------------------------------------------------------------
     def _theta2_nodes(self, x: np.ndarray, refine: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """theta2 nodes and log weights for m positions (m, 2): each (m, 2 * refine * _GAUSS_NODES)."""
         l1, l2 = self.lengths
         lo, hi = self.theta2_range
-        rho = np.hypot(x[:, 0], x[:, 1])
+        with np.errstate(over="ignore"):
+            rho = np.hypot(x[:, 0], x[:, 1])
         centres = self._branches(rho)  # (m, 2)
         r, _ = self._reach(centres)
         derivative = l1 * l2 * np.sin(centres) / r
-        with np.errstate(over="ignore"):
-            curvature = derivative**2 + (np.abs(rho[:, None] - r) + self.noise) * l1 * l2 / r
-        half = _PEAK_WIDTHS * self.noise / np.sqrt(curvature)
-        # beyond the box's edge the log-integrand falls at (rho - r) r' / noise^2 (at least one width's fall)
+        # beyond the box's edge the log-integrand falls at (rho - r) r' / noise^2 (at least one width's
+        # fall); rho beyond float64 gives stretches of no width, and p(x) = 0
         edge = np.where(centres < lo, lo, hi)
         r_edge, _ = self._reach(edge)
-        slope = np.abs(rho[:, None] - r_edge) * np.abs(l1 * l2 * np.sin(edge) / r_edge) / self.noise**2
-        slope = np.maximum(slope, 1.0 / half)
+        with np.errstate(over="ignore", divide="ignore"):
+            curvature = derivative**2 + (np.abs(rho[:, None] - r) + self.noise) * l1 * l2 / r
+            half = _PEAK_WIDTHS * self.noise / np.sqrt(curvature)
+            slope = np.abs(rho[:, None] - r_edge) * np.abs(l1 * l2 * np.sin(edge) / r_edge) / self.noise**2
+            slope = np.fmax(slope, 1.0 / half)
         a, b = _stretch(centres, half, slope, lo, hi)  # (m, 2): the two branches' stretches
         overlap = a[:, 1] <= b[:, 0]
         merged_a, merged_b = np.minimum(a[:, 0], a[:, 1]), np.maximum(b[:, 0], b[:, 1])
@@ -840,14 +845,16 @@ class RobotArm(ToyDataset):
         """log of the integral over theta1 in the box of N(x; f(theta1, theta2), noise^2 I), for each
         theta2 node: x (m, 2), theta2 (m, N) -> (m, N)."""
         lo, hi = self.theta1_range
-        rho, psi = np.hypot(x[:, 0], x[:, 1])[:, None], np.arctan2(x[:, 1], x[:, 0])[:, None]
+        with np.errstate(over="ignore"):
+            rho, psi = np.hypot(x[:, 0], x[:, 1])[:, None], np.arctan2(x[:, 1], x[:, 0])[:, None]
         r, _ = self._reach(theta2)
         centre = self._theta1(psi, theta2)
         with np.errstate(over="ignore", divide="ignore"):
             kappa = rho * r / self.noise**2  # the peak is exp(kappa (cos(theta1 - centre) - 1))
             half = np.minimum(_PEAK_WIDTHS / np.sqrt(kappa), hi - lo)
         distance = np.where(centre < lo, lo - centre, centre - hi)
-        slope = np.maximum(kappa * np.abs(np.sin(np.clip(distance, 0.0, np.pi))), 1.0 / half)
+        with np.errstate(invalid="ignore", divide="ignore"):  # kappa = inf at a peak: fmax drops the NaN
+            slope = np.fmax(kappa * np.abs(np.sin(np.clip(distance, 0.0, np.pi))), 1.0 / half)
         a, b = _stretch(centre, half, slope, lo, hi)
         theta1, log_weights = _gauss_legendre(a, b, refine * _GAUSS_NODES)  # (m, N, n)
         # |x - f|^2 = (rho - r)^2 + 4 rho r sin^2((theta1 - centre) / 2): one sine a node, not four

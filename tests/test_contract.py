@@ -1,17 +1,21 @@
 """One contract over every conditional density in the repository: truths, models, baselines, oracles.
 
 Each entry of ``FACTORIES`` is one line: the dataset it lives on, how to build it, and (for a model)
-how to fit it briefly. A new model family joins every check below by adding its line. The checks:
-shapes; never NaN for any finite float64 query (|x|, |y| up to the largest float); p(y|x)
-integrating to 1; its own samples agreeing with its log_prob (the PIT is uniform); seeds that
-repeat byte for byte (samples, and the weights of a fit, without touching torch's global generator);
-a state-dict round trip; clear errors for bad queries, bad training data and a model never fitted.
+how to fit it briefly. A new model family joins every check below by adding its line. The checks
+run over every density's dimensions (a scalar or vector x, a scalar or planar y), as it declares
+them (``x_dim``, ``y_space``): shapes, with an event axis last where a dimension exceeds 1, and a
+``ValueError`` for one that does not match; never NaN for any finite float64 query (|x|, |y| up to
+the largest float); p(y|x) integrating to 1; its own samples agreeing with its log_prob (the PIT is
+uniform, or in the plane the coverage ranks are); seeds that repeat byte for byte (samples, and the
+weights of a fit, without touching torch's global generator); a state-dict round trip; clear errors
+for bad queries, bad training data and a model never fitted.
 """
 
 from __future__ import annotations
 
 import io
 import pickle
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -24,7 +28,7 @@ from scipy import integrate, stats
 from generate_dataset import DATASETS
 from utilis.baselines import BinnedClassifier, GaussianRegression
 from utilis.classical import ConditionalKDE, GaussianMixtureRegression
-from utilis.density import log_conditional_grid, log_joint_grid
+from utilis.density import log_conditional_grid, log_joint_grid, log_prob_on_grid
 from utilis.energy_utilis import EnergyModel
 from utilis.flow_utilis import FlowMatching, SplineFlow
 from utilis.gen_model_utilis import GenerativeModel
@@ -34,7 +38,8 @@ from utilis.metrics import bayes_gap, best_of_k_error, score
 from utilis.numerics import CannotSample
 from utilis.oracles import BestSingleGaussian, BinnedTruth
 from utilis.plotting import plot_samples
-from utilis.protocol import NotFittedError
+from utilis.protocol import NotFittedError, x_dim_of, y_space_of
+from utilis.spaces import Grid
 
 # A briefly trained model, on the CPU (where the weights must repeat byte for byte): the contract is
 # about consistency, not accuracy.
@@ -75,6 +80,8 @@ FACTORIES = {
     "truth-linear": Factory("linear", lambda data: data.truth),
     "truth-sinusoid": Factory("sinusoid", lambda data: data.truth),
     "truth-camera": Factory("camera", lambda data: data.truth),
+    "truth-robot-arm": Factory("robot_arm", lambda data: data.truth),
+    "truth-room": Factory("room", lambda data: data.truth),
     "generative-linear": Factory("linear", generative(), fit_labelled),
     "generative-sinusoid": Factory("sinusoid", generative(), fit_labelled),
     "generative-camera": Factory("camera", generative(), fit_labelled),
@@ -122,9 +129,23 @@ def fitted(name: str):
     return density
 
 
+def event(values: np.ndarray, dim: int) -> np.ndarray:
+    """Scalars as they are (no event axis) when ``dim == 1``; else each value repeated along a last axis."""
+    return values if dim == 1 else np.repeat(np.asarray(values)[..., None], dim, axis=-1)
+
+
 def probe_x(data) -> np.ndarray:
-    """Five inputs where p(x) has mass."""
-    return np.quantile(data.x_train, [0.1, 0.3, 0.5, 0.7, 0.9])
+    """Five inputs where p(x) has mass: shape (5,), or (5, d_x)."""
+    if data.x_dim == 1:
+        return np.quantile(data.x_train, [0.1, 0.3, 0.5, 0.7, 0.9])
+    return data.x_train[:5]
+
+
+def probe_y(data, quantiles=(0.2, 0.5, 0.8)) -> np.ndarray:
+    """Three outputs where p(y) has mass: shape (3,), or (3, d_y)."""
+    if data.y_space.dim == 1:
+        return np.quantile(data.y_train, quantiles)
+    return data.y_train[: len(quantiles)]
 
 
 def wide_y_grid(data, n: int = 60_001) -> np.ndarray:
@@ -133,30 +154,85 @@ def wide_y_grid(data, n: int = 60_001) -> np.ndarray:
     return np.linspace(lo - (hi - lo), hi + (hi - lo), n)
 
 
+def wide_plane_grid(data, cells: int = 800) -> Grid:
+    """The data's box of y, widened by half its width on each side, cut into cells x cells squares:
+    their centres with the midpoint rule's weights. The box's edges fall on the cells' edges, so a
+    density that is constant on tiles of the box (the room's) is integrated exactly."""
+    ranges = np.array(data.y_range, dtype=np.float64)
+    ranges += np.array([-0.5, 0.5]) * np.ptp(ranges, axis=1)[:, None]
+    steps = np.ptp(ranges, axis=1) / cells
+    axes = tuple(low + step * (np.arange(cells) + 0.5) for (low, _), step in zip(ranges, steps))
+    points = np.stack([m.ravel() for m in np.meshgrid(*axes, indexing="ij")], axis=-1)
+    return Grid(axes, points, np.full(len(points), steps.prod()))
+
+
 @pytest.mark.parametrize("name", FACTORIES)
 def test_shapes(name):
     density, data = fitted(name), dataset(FACTORIES[name].dataset)
-    x, y = probe_x(data), np.quantile(data.y_train, [0.2, 0.5, 0.8])
-    scalar = density.log_prob(float(y[0]), float(x[0]))
-    assert isinstance(scalar, np.ndarray) and scalar.shape == () and scalar.dtype == np.float64
+    x, y = probe_x(data), probe_y(data)
+    d_y = y_space_of(density).dim
+    assert (x_dim_of(density), y_space_of(density)) == (data.x_dim, data.y_space)
+    single = density.log_prob(y[0], x[0])
+    assert isinstance(single, np.ndarray) and single.shape == () and single.dtype == np.float64
     assert density.log_prob(y[:, None], x[None, :]).shape == (3, 5)
-    assert density.log_prob(y[:, None, None], x[None, :, None] + np.zeros((1, 1, 2))).shape == (3, 5, 2)
+    extra = np.zeros((1, 1, 2, *x.shape[1:]))  # one more batch axis, before x's event axis
+    assert density.log_prob(y[:, None, None], x[None, :, None] + extra).shape == (3, 5, 2)
     # float32 networks round differently in batches of different sizes: equal to float32's precision
-    np.testing.assert_allclose(density.log_prob(y[1], x), density.log_prob(np.full(5, y[1]), x), rtol=1e-6, atol=1e-6)
-    assert density.sample(x, 7, seed=0).shape == (7, 5)
-    assert density.sample(float(x[0]), 4, seed=0).shape == (4, 1)
+    repeated = np.repeat(y[1:2], 5, axis=0)
+    np.testing.assert_allclose(density.log_prob(y[1], x), density.log_prob(repeated, x), rtol=1e-6, atol=1e-6)
+    event_shape = (d_y,) if d_y > 1 else ()
+    assert density.sample(x, 7, seed=0).shape == (7, 5, *event_shape)
+    assert density.sample(x[0], 4, seed=0).shape == (4, 1, *event_shape)
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_wrong_event_shapes_raise(name):
+    """A last axis that does not match the density's dimension is refused, naming the shape expected:
+    never silently broadcast (for d = 1 there is no event axis, and x must be scalars to sample)."""
+    density, data = fitted(name), dataset(FACTORIES[name].dataset)
+    x, y = probe_x(data), probe_y(data)
+    d_x, d_y = x_dim_of(density), y_space_of(density).dim
+    if d_y > 1:
+        for bad in (y[:, :1], np.zeros((3, d_y + 1)), np.float64(0.0)):
+            with pytest.raises(
+                ValueError, match=rf"y must have shape \(\.\.\., {d_y}\).*got shape {re.escape(str(bad.shape))}"
+            ):
+                density.log_prob(bad, x[0])
+    if d_x > 1:
+        for bad in (x[:, :1], np.zeros((5, d_x + 1))):
+            with pytest.raises(ValueError, match=rf"x must have shape \(\.\.\., {d_x}\)"):
+                density.log_prob(y[0], bad)
+            with pytest.raises(ValueError, match=rf"x must be one point of shape \({d_x},\) or rows"):
+                density.sample(bad, 2)
+    else:
+        with pytest.raises(ValueError, match="x must be a scalar or 1-D"):
+            density.sample(np.zeros((2, 2)), 2)
+    with pytest.raises(ValueError, match="do not broadcast"):
+        density.log_prob(event(np.zeros(3), d_y), event(np.zeros(4), d_x))
 
 
 @pytest.mark.parametrize("name", FACTORIES)
 def test_never_nan_for_a_finite_query(name):
     density, data = fitted(name), dataset(FACTORIES[name].dataset)
-    values = np.concatenate([EXTREMES, -EXTREMES, np.quantile(data.x_train, [0, 0.5, 1])])
-    y, x = np.meshgrid(np.concatenate([values, np.quantile(data.y_train, [0, 0.5, 1])]), values, indexing="ij")
-    log_p = density.log_prob(y, x)  # and no RuntimeWarning (pyproject.toml makes them errors)
+    d_x, d_y = x_dim_of(density), y_space_of(density).dim
+    values = np.concatenate([EXTREMES, -EXTREMES])
+    x_values = event(values, d_x)
+    if d_x > 1:  # each extreme in one coordinate and the data's middle in the others, and all at once
+        middle = np.median(data.x_train, axis=0)
+        x_values = np.concatenate(
+            [x_values, *(np.where(np.arange(d_x) == j, values[:, None], middle) for j in range(d_x))]
+        )
+    x_values = np.concatenate([x_values, probe_x(data)])
+    y_values = np.concatenate([event(values, d_y), probe_y(data, (0.0, 0.5, 1.0))])
+    log_p = density.log_prob(
+        y_values[:, None], x_values[None, :]
+    )  # and no RuntimeWarning (pyproject.toml makes them errors)
     assert not np.isnan(log_p).any()
     assert not np.isposinf(log_p).any()
     # where the data is, the density is positive
-    inside = density.log_prob(np.quantile(data.y_train, [0.05, 0.5, 0.95])[:, None], probe_x(data))
+    inside = density.log_prob(probe_y(data, (0.05, 0.5, 0.95))[:, None], probe_x(data)[None, :])
+    if d_y > 1:  # a planar y from the data is likely only at its own x
+        inside = density.log_prob(data.y_train[:5], data.x_train[:5])
     assert np.all(np.isfinite(inside)), inside
 
 
@@ -164,7 +240,7 @@ def test_never_nan_for_a_finite_query(name):
 def test_samples_at_every_finite_x_or_a_clear_error(name):
     """Far out, a density draws finite samples, or (where p(y|x) underflows) says it cannot: never NaN."""
     density = fitted(name)
-    for x in np.concatenate([EXTREMES, -EXTREMES]):
+    for x in event(np.concatenate([EXTREMES, -EXTREMES]), x_dim_of(density)):
         try:
             draws = density.sample(x, 3, seed=0)
         except CannotSample as error:
@@ -176,17 +252,31 @@ def test_samples_at_every_finite_x_or_a_clear_error(name):
 @pytest.mark.parametrize("name", FACTORIES)
 def test_integrates_to_one(name):
     density, data = fitted(name), dataset(FACTORIES[name].dataset)
-    y = wide_y_grid(data)
-    mass = integrate.trapezoid(np.exp(density.log_prob(y[:, None], probe_x(data)[None, :])), y, axis=0)
+    if y_space_of(density).dim == 1:
+        y = wide_y_grid(data)
+        mass = integrate.trapezoid(np.exp(density.log_prob(y[:, None], probe_x(data)[None, :])), y, axis=0)
+    else:
+        grid = wide_plane_grid(data)
+        mass = grid.weights @ np.exp(log_prob_on_grid(density, probe_x(data), grid))
     np.testing.assert_allclose(mass, 1.0, atol=3e-3)
 
 
 @pytest.mark.parametrize("name", FACTORIES)
 def test_samples_agree_with_log_prob(name):
-    """The probability integral transform of a density's own samples is uniform (Kolmogorov-Smirnov)."""
+    """The probability integral transform of a density's own samples is uniform (Kolmogorov-Smirnov);
+    in the plane, the coverage ranks are: where each draw's log q falls among those of other draws."""
     density, data = fitted(name), dataset(FACTORIES[name].dataset)
-    x, y = probe_x(data)[[0, 2, 4]], wide_y_grid(data)
-    draws = density.sample(x, 500, seed=1)  # (500, 3)
+    x = probe_x(data)[[0, 2, 4]]
+    draws = density.sample(x, 500, seed=1)  # (500, 3) or (500, 3, d_y)
+    if y_space_of(density).dim > 1:
+        log_q = density.log_prob(draws, x[None])  # (500, 3)
+        ties = np.random.default_rng(2)  # a piecewise constant density ties: a random place among equals
+        below = (log_q[250:, None] < log_q[None, :250]).sum(0) + ties.integers(
+            0, (log_q[250:, None] == log_q[None, :250]).sum(0) + 1
+        )
+        assert stats.kstest(((below + 0.5) / 251).ravel(), "uniform").pvalue > 1e-3
+        return
+    y = wide_y_grid(data)
     cdf = integrate.cumulative_trapezoid(np.exp(density.log_prob(y[:, None], x[None, :])), y, axis=0, initial=0)
     pit = np.concatenate([np.interp(draws[:, i], y, cdf[:, i] / cdf[-1, i]) for i in range(len(x))])
     assert stats.kstest(pit, "uniform").pvalue > 1e-3
@@ -266,21 +356,23 @@ def test_state_dict_round_trip(name):
 @pytest.mark.parametrize("name", FACTORIES)
 def test_bad_queries_raise(name):
     density = fitted(name)
+    d_x, d_y = x_dim_of(density), y_space_of(density).dim
+    zero_x, zero_y = event(np.float64(0.0), d_x), event(np.float64(0.0), d_y)
     for y, x, message in [
-        (np.nan, 0.0, "y must be finite"),
-        (0.0, np.inf, "x must be finite"),
-        ("a", 0.0, "y must be numeric"),
-        (np.zeros(3), np.zeros(4), "do not broadcast"),
+        (event(np.float64(np.nan), d_y), zero_x, "y must be finite"),
+        (zero_y, event(np.float64(np.inf), d_x), "x must be finite"),
+        ("a", zero_x, "y must be numeric"),
+        (event(np.zeros(3), d_y), event(np.zeros(4), d_x), "do not broadcast"),
     ]:
         with pytest.raises(ValueError, match=message):
             density.log_prob(y, x)
     for x, n, seed, message in [
-        (0.0, 0, None, "n must be >= 1"),
-        (0.0, 2.5, None, "n must be an integer"),
-        (0.0, 2, -1, "seed must be"),
-        (0.0, 2, "a", "seed must be"),
-        (np.zeros((2, 2)), 2, None, "x must be a scalar or 1-D"),
-        (np.nan, 2, None, "x must be finite"),
+        (zero_x, 0, None, "n must be >= 1"),
+        (zero_x, 2.5, None, "n must be an integer"),
+        (zero_x, 2, -1, "seed must be"),
+        (zero_x, 2, "a", "seed must be"),
+        (np.zeros((2, 2, 2)), 2, None, "x must be"),
+        (event(np.float64(np.nan), d_x), 2, None, "x must be finite"),
     ]:
         with pytest.raises(ValueError, match=message):
             density.sample(x, n, seed=seed)
