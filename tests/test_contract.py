@@ -416,3 +416,25 @@ def test_a_dataset_is_not_a_conditional_density():
     ):
         with pytest.raises(ValueError, match=r"pass its exact conditional, data\.truth"):
             call()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_scalar_models_refuse_vector_data_saying_why(name):
+    """Every family here serves a scalar x and y: planar data is refused with a reason, never flattened."""
+    factory = FACTORIES[name]
+    model = factory.build(dataset(factory.dataset))
+    for planar in ("robot_arm", "room"):
+        data = dataset(planar)
+        with pytest.raises(ValueError, match="serves a scalar x and a scalar y"):
+            factory.fit(model, data.x_train, data.y_train, data.c_train, 0)
+
+
+@pytest.mark.parametrize("planar", ["robot_arm", "room"])
+def test_references_built_from_a_dataset_refuse_the_plane(planar):
+    data = dataset(planar)
+    with pytest.raises(ValueError, match="serves datasets with a scalar x and a scalar y"):
+        GenerativeModel.for_dataset(data)
+    with pytest.raises(ValueError, match="scalar y; this truth's y lives in Euclidean"):
+        BestSingleGaussian.for_dataset(data)
+    with pytest.raises(ValueError, match="scalar y; this truth's y lives in Euclidean"):
+        BinnedTruth(data.truth, np.linspace(-1.0, 1.0, 5))

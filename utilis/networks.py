@@ -146,7 +146,10 @@ def check_fit_data(x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         if array.ndim == 2 and array.shape[1] == 1:
             array = array[:, 0]
         if array.ndim != 1:
-            raise ValueError(f"{name} must be 1-D or a single column (n, 1), got shape {array.shape}")
+            raise ValueError(
+                f"{name} must be 1-D or a single column (n, 1), got shape {array.shape}: "
+                "this model serves a scalar x and a scalar y"
+            )
         arrays.append(array)
     x_array, y_array = arrays
     if len(x_array) != len(y_array):

@@ -26,7 +26,7 @@ from numpy.typing import ArrayLike
 from utilis.density import check_grid, moments_on_grid
 from utilis.mixtures import GaussianMixtureDensity, HistogramDensity
 from utilis.numerics import CannotSample, logsumexp_last
-from utilis.protocol import ConditionalDensity, check_count, require_density
+from utilis.protocol import ConditionalDensity, check_count, require_density, y_space_of
 
 __all__ = ["BestSingleGaussian", "BinnedTruth", "oracles_for"]
 
@@ -34,6 +34,16 @@ _BLOCK_ELEMENTS = 2**18
 """Truth evaluations at once: 2 MiB a float64 temporary, which stays in the cache. Measured against
 2**20 (8 MiB): the binned truth 1.4-2x faster, the best single Gaussian's grid and moments 2.3x
 (0.45 s against 1.06 s for 5,000 x of the linear set, with its moments taken as products)."""
+
+
+def _scalar_truth(truth: object) -> ConditionalDensity:
+    """``truth`` if it is a density over a scalar y: both oracles integrate the truth on a 1-D grid."""
+    truth = require_density(truth, "truth")
+    if y_space_of(truth).dim != 1:
+        raise ValueError(
+            f"the oracles integrate the truth on a grid of a scalar y; this truth's y lives in {y_space_of(truth)!r}"
+        )
+    return truth
 
 
 def _dataset_grid(data, n_grid: int) -> np.ndarray:
@@ -52,7 +62,7 @@ class BestSingleGaussian(GaussianMixtureDensity):
     """
 
     def __init__(self, truth: ConditionalDensity, y_grid: ArrayLike):
-        self.truth = require_density(truth, "truth")
+        self.truth = _scalar_truth(truth)
         self.y_grid = check_grid(y_grid, "y_grid")
         if len(self.y_grid) < 2:
             raise ValueError(f"y_grid needs at least 2 points, got {len(self.y_grid)}")
@@ -60,7 +70,7 @@ class BestSingleGaussian(GaussianMixtureDensity):
     @classmethod
     def for_dataset(cls, data, n_grid: int = 4000) -> BestSingleGaussian:
         """The oracle of ``data.truth`` on ``n_grid`` points over the data's y range (widened by half)."""
-        return cls(data.truth, _dataset_grid(data, n_grid))
+        return cls(_scalar_truth(data.truth), _dataset_grid(data, n_grid))
 
     def _given_x(self, x):
         # each block of columns evaluated and integrated before the next
@@ -90,7 +100,7 @@ class BinnedTruth(HistogramDensity):
     """
 
     def __init__(self, truth: ConditionalDensity, edges: ArrayLike, nodes_per_bin: int = 128):
-        self.truth = require_density(truth, "truth")
+        self.truth = _scalar_truth(truth)
         self.edges = check_grid(edges, "edges")
         if len(self.edges) < 2:
             raise ValueError(f"edges needs at least 2 values (one bin), got {len(self.edges)}")
