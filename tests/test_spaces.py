@@ -100,3 +100,21 @@ def test_bad_densities_on_a_grid_raise():
         Euclidean(2).find_modes(np.zeros(25), grid, min_mass=1.0)
     with pytest.raises(ValueError, match="dim must be"):
         Euclidean(0)
+
+
+@pytest.mark.parametrize("n", [201, 300])
+def test_a_narrow_tilted_ridge_is_one_mode(n):
+    """A ridge across the grid's lines (sd 0.01 across it, a grid step or more) ripples from node to
+    node: dozens of local maxima, none a mode. Two such ridges with a deep valley between are two."""
+    space = Euclidean(2)
+    grid = space.grid([(-1.0, 1.0), (-1.0, 1.0)], n)
+    turn = np.array([[np.cos(0.5), -np.sin(0.5)], [np.sin(0.5), np.cos(0.5)]])
+    cov = turn @ np.diag([0.3, 1e-4]) @ turn.T
+    one = stats.multivariate_normal([0.0, 0.0], cov).logpdf(grid.points)
+    assert len(space.find_modes(one, grid, min_mass=0.0)) == 1
+    shifted = 0.5 * turn[:, 1]  # a ridge's width 50 times over, across the ridges
+    two = np.logaddexp(
+        stats.multivariate_normal(-shifted, cov).logpdf(grid.points),
+        stats.multivariate_normal(shifted, cov).logpdf(grid.points),
+    )
+    assert len(space.find_modes(two, grid)) == 2

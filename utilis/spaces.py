@@ -229,6 +229,59 @@ def line_modes(log_p: np.ndarray, y: np.ndarray, min_mass: float = 0.05) -> np.n
 _NEIGHBOURS = [(di, dj) for di in (-1, 0, 1) for dj in (-1, 0, 1) if (di, dj) != (0, 0)]
 
 
+SHALLOW_DIP = 0.1
+"""A peak counts as a mode in 2-D only if the pass to any higher peak dips at least this share below
+it. A narrow ridge that lies across the grid's lines reaches each node at a different distance from
+its crest, so its nodes ripple: local maxima a few per cent apart along one peak. The 1-D rule (a
+prominence of 1e-6 of the highest) resolves peaks along the line; in the plane the grid cannot."""
+
+
+def _merge_shallow_peaks(p: np.ndarray, basin: np.ndarray, labels: np.ndarray, n_plateaus: int) -> np.ndarray:
+    """Which peak owns each basin's mass: ``owner[label]``, after the peaks whose pass to a higher peak
+    dips less than ``SHALLOW_DIP`` below them give their basins to that peak (0-dimensional
+    persistence: passes taken from the highest down, a union-find over the basins)."""
+    height = np.zeros(n_plateaus + 1)
+    height[labels.ravel()] = p.ravel()  # each plateau's height (label 0, no plateau, stays 0)
+    pairs, passes = [], []
+    for di, dj in ((0, 1), (1, 0), (1, 1), (1, -1)):  # every pair of neighbouring nodes once
+        rows = slice(0, basin.shape[0] - di)
+        first = (rows, slice(max(0, -dj), basin.shape[1] - max(0, dj)))
+        second = (slice(di, None), slice(max(0, dj), basin.shape[1] - max(0, -dj) or None))
+        a, b = basin[first].ravel(), basin[second].ravel()
+        across = a != b
+        pairs.append(np.stack([a[across], b[across]], axis=-1))
+        passes.append(np.minimum(p[first].ravel()[across], p[second].ravel()[across]))
+    pairs, passes = np.concatenate(pairs), np.concatenate(passes)
+    owner = np.arange(n_plateaus + 1)
+    if len(pairs) == 0:
+        return owner
+    pairs.sort(axis=1)
+    order = np.lexsort((-passes, pairs[:, 1], pairs[:, 0]))
+    pairs, passes = pairs[order], passes[order]
+    first_of_pair = np.ones(len(pairs), dtype=bool)
+    first_of_pair[1:] = np.any(pairs[1:] != pairs[:-1], axis=1)
+    pairs, passes = pairs[first_of_pair], passes[first_of_pair]  # the highest pass between two basins
+
+    component = np.arange(n_plateaus + 1)  # union-find over basins; a root is its component's highest peak
+
+    def root(a: int) -> int:
+        while component[a] != a:
+            component[a] = component[component[a]]
+            a = component[a]
+        return a
+
+    for (a, b), level in zip(pairs[np.argsort(-passes, kind="stable")], np.sort(passes)[::-1]):
+        ra, rb = root(int(a)), root(int(b))
+        if ra == rb:
+            continue
+        if height[ra] < height[rb]:
+            ra, rb, a, b = rb, ra, b, a
+        if height[rb] - level < SHALLOW_DIP * height[rb]:  # a shallow dip: rb's peak is part of ra's side
+            owner[owner == owner[rb]] = owner[int(a)]
+        component[rb] = ra
+    return owner
+
+
 def grid_modes(log_p: np.ndarray, axes: Sequence[np.ndarray], min_mass: float = 0.05) -> np.ndarray:
     """The modes of a density on a 2-D grid (an image over ``axes``): peaks whose basin holds ``min_mass``.
 
@@ -278,12 +331,13 @@ def grid_modes(log_p: np.ndarray, axes: Sequence[np.ndarray], min_mass: float = 
             break
         parent = grandparent
     peak_labels = labels.ravel()[parent]  # the plateau each node climbs to
+    owner = _merge_shallow_peaks(p, peak_labels.reshape(n1, n2), labels, n_plateaus)
     weights = np.multiply.outer(trapezoid_weights(axes[0]), trapezoid_weights(axes[1])).ravel()
-    mass = np.bincount(peak_labels, weights=weights * p.ravel(), minlength=n_plateaus + 1)
+    mass = np.bincount(owner[peak_labels], weights=weights * p.ravel(), minlength=n_plateaus + 1)
     mass /= mass.sum()
     found = []
     for label in range(1, n_plateaus + 1):
-        if label in shoulders or mass[label] < min_mass:
+        if label in shoulders or owner[label] != label or mass[label] < min_mass:
             continue
         rows, columns = np.nonzero(labels == label)
         middle = np.argmin((rows - rows.mean()) ** 2 + (columns - columns.mean()) ** 2)
