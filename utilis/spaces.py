@@ -289,9 +289,11 @@ def grid_modes(log_p: np.ndarray, axes: Sequence[np.ndarray], min_mass: float = 
     it reaches a peak, and a peak's basin is every node that climbs to it, so basins meet along the
     valleys between peaks. A peak is a node no neighbour exceeds; a plateau of such nodes (a uniform
     density's) counts once, at its node nearest its centroid, and only if every node around it is
-    lower (a flat shoulder beside higher ground drains into it, as in 1-D). A basin's mass is its
-    share of the trapezoidal integral. Returns the modes' coordinates, shape ``(k, 2)``, in the order
-    of their nodes. (On a circle's axis the first and last nodes would be neighbours too: the
+    lower (a flat shoulder beside higher ground drains into it, as in 1-D). A peak whose pass to a
+    higher one dips less than ``SHALLOW_DIP`` (a tenth) below it gives its basin to that peak: the
+    ripples of a ridge across the grid's lines are not modes, though the grid must still resolve the
+    ridge's width. A basin's mass is its share of the trapezoidal integral. Returns the modes'
+    coordinates, shape ``(k, 2)``, in the order of their nodes. (On a circle's axis the first and last nodes would be neighbours too: the
     padding below is where a periodic axis wraps.)
     """
     _check_log_density(log_p, min_mass)
