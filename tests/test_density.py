@@ -13,6 +13,8 @@ from utilis.density import (
     log_conditional_curves,
     log_conditional_grid,
     log_joint_grid,
+    multimodal_inputs,
+    multimodality_summary,
 )
 
 
@@ -207,3 +209,28 @@ def test_multimodality_summary_against_the_linear_closed_form():
     assert summary["share with several modes"] == pytest.approx(by_hand)
     assert summary["most modes"] <= data.n_components
     assert summary["E[y|x] to nearest mode (median)"] > 0
+
+
+def test_scalar_helpers_refuse_the_plane_saying_what_to_use():
+    """Curves, 1-D heat maps and the x-y summaries refuse a planar density with a pointer, never a
+    numpy error from deep inside."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from utilis.plotting import plot_dataset, plot_overview, plot_samples
+
+    arm = DATASETS["robot_arm"](n_samples=50, seed=0)
+    line = np.linspace(0.0, 1.0, 5)
+    for call, name in [
+        (lambda: log_conditional_curves(arm.truth, line, [0.5]), "log_conditional_curves"),
+        (lambda: log_conditional_grid(arm.truth, line, line), "log_conditional_grid"),
+        (lambda: log_joint_grid(arm.truth, line, line), "log_joint_grid"),
+        (lambda: conditional_moments(arm.truth, line, line), "log_conditional_grid"),
+        (lambda: multimodal_inputs(arm.truth, (0.0, 1.0)), "multimodal_inputs"),
+        (lambda: multimodality_summary(arm), "multimodality_summary"),
+        (lambda: plot_dataset(arm), "plot_dataset"),
+        (lambda: plot_overview(arm, [0.5]), "plot_overview"),
+        (lambda: plot_samples(arm.truth, arm), "plot_samples"),
+    ]:
+        with pytest.raises(ValueError, match=rf"{name} serves a scalar x and a scalar y.*plot_conditional_image"):
+            call()

@@ -4,20 +4,26 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from matplotlib.collections import QuadMesh
+from scipy import stats
 
 from generate_dataset import DATASETS
 from utilis.density import log_conditional_grid
 from utilis.plotting import (
     TRUTH_STYLE,
     _label_agreement,
+    plot_arm,
     plot_bayesian_network,
+    plot_conditional_image,
     plot_conditionals,
     plot_dataset,
+    plot_floor_plan,
     plot_heatmap,
     plot_mixture_parameters,
     plot_model_vs_truth,
+    plot_plane_points,
     plot_x_given_y,
 )
+from utilis.spaces import Euclidean
 
 
 @pytest.fixture(autouse=True)
@@ -171,3 +177,126 @@ def test_x_given_y_bands(data):
     for c, line in enumerate(lines):  # the line is the mean of x along y: x = y + c
         np.testing.assert_allclose(line.get_xdata(), line.get_ydata() + c)
         assert line.get_ydata().min() == pytest.approx(data.y_train[data.c_train == c].min())
+
+
+class PlaneGaussian:
+    """y | x ~ N((x, -2), diag(0.5^2, 1)): a density over the plane with a closed form in scipy."""
+
+    x_dim, y_space = 1, Euclidean(2)
+
+    def log_prob(self, y, x):
+        y, x = np.asarray(y, float), np.asarray(x, float)
+        return stats.norm.logpdf(y[..., 0], x, 0.5) + stats.norm.logpdf(y[..., 1], -2.0, 1.0)
+
+    def sample(self, x, n, seed=None):
+        raise NotImplementedError
+
+
+def test_conditional_image_values_and_orientation(tmp_path):
+    density = PlaneGaussian()
+    grid = density.y_space.grid([(-1.0, 4.0), (-5.0, 1.0)], (51, 61))  # unequal axes: a transpose shows
+    ax = plot_conditional_image(density, 1.0, grid, labels=(r"$\theta_1$", r"$\theta_2$"), title="t")
+    mesh = next(c for c in ax.collections if isinstance(c, QuadMesh))
+    shown = np.asarray(mesh.get_array()).reshape(61, 51)  # rows: y_2 upwards, columns: y_1 across
+    y1, y2 = np.meshgrid(*grid.axes, indexing="xy")
+    expected = stats.norm.pdf(y1, 1.0, 0.5) * stats.norm.pdf(y2, -2.0, 1.0)
+    np.testing.assert_allclose(shown, expected, rtol=1e-12)
+    row, column = np.unravel_index(np.argmax(shown), shown.shape)
+    assert grid.axes[0][column] == pytest.approx(1.0) and grid.axes[1][row] == pytest.approx(-2.0)
+    corners = mesh.get_coordinates()  # (rows + 1, columns + 1, 2)
+    assert corners[0, 0, 0] == pytest.approx(-1.05) and corners[-1, 0, 1] == pytest.approx(1.05)
+    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == (r"$\theta_1$", r"$\theta_2$", "t")
+    assert len(ax.figure.axes) == 2 and ax.figure.axes[1].get_ylabel() == "p(y | x*)"  # the colour bar
+    ax.figure.savefig(tmp_path / "image.png")
+
+
+def test_conditional_image_refuses_what_it_cannot_draw(data):
+    density = PlaneGaussian()
+    grid = density.y_space.grid([(-1.0, 4.0), (-5.0, 1.0)], 20)
+    with pytest.raises(ValueError, match="2-D y, got y in Euclidean\\(1\\)"):
+        plot_conditional_image(data.truth, 0.0, Euclidean(1).grid([(-1.0, 1.0)], 20))
+    with pytest.raises(ValueError, match="grid must be a 2-D Grid"):
+        plot_conditional_image(density, 0.0, Euclidean(1).grid([(-1.0, 1.0)], 20))
+    with pytest.raises(ValueError, match="x_star must be one input, got 2"):
+        plot_conditional_image(density, [0.0, 1.0], grid)
+    with pytest.raises(ValueError, match="labels"):
+        plot_conditional_image(density, 0.0, grid, labels=("a",))
+
+
+def test_conditional_image_of_a_planar_truth():
+    room = DATASETS["room"](n_samples=200, seed=0)
+    grid = room.y_space.grid(room.y_range, 40)
+    x_star = room.patterns[0]
+    ax = plot_conditional_image(room.truth, x_star, grid)
+    shown = np.asarray(ax.collections[0].get_array()).reshape(40, 40).T  # back to [y_1 node, y_2 node]
+    expected = np.exp(room.truth.log_prob(grid.points, x_star)).reshape(40, 40)
+    np.testing.assert_allclose(shown, expected, rtol=1e-12)
+    assert ax.get_xlabel() == "$y_1$" and ax.get_ylabel() == "$y_2$" and "x* = (" in ax.get_title()
+    with pytest.raises(ValueError, match="x_star must be one point of shape \\(3,\\)"):
+        plot_conditional_image(room.truth, x_star[:2], grid)
+
+
+@pytest.fixture(scope="module")
+def arm():
+    return DATASETS["robot_arm"](n_samples=200, seed=0)
+
+
+def test_arm_drawing(arm):
+    target = np.array([0.75, 0.6])
+    angles = arm.inverse(target)  # (2, 2): the elbow one way, then the other
+    ax = plot_arm(arm, angles, target=target)
+    arms = [line for line in ax.get_lines() if len(line.get_xdata()) == 3]
+    assert len(arms) == 2
+    for line, (theta1, theta2) in zip(arms, angles):
+        joints = np.column_stack([line.get_xdata(), line.get_ydata()])  # shoulder, elbow, hand
+        l1, l2 = arm.lengths
+        elbow = l1 * np.array([np.cos(theta1), np.sin(theta1)])
+        hand = elbow - l2 * np.array([np.cos(theta1 + theta2), np.sin(theta1 + theta2)])
+        np.testing.assert_allclose(joints, [[0.0, 0.0], elbow, hand], atol=1e-12)
+        np.testing.assert_allclose(joints[2], target, atol=1e-9)  # both reach the target
+    assert tuple(arms[0].get_color()) != tuple(arms[1].get_color())  # the two branches, as c colours them
+    assert ax.get_xlabel() == "$x_1$" and ax.get_ylabel() == "$x_2$" and ax.get_aspect() == 1.0
+    assert ax.get_legend() is not None
+    plot_arm(arm, angles[0], ax=plt.subplots()[1], legend=False)  # one arm of shape (2,)
+    with pytest.raises(ValueError, match=r"angles must have shape \(k, 2\).*got \(3,\)"):
+        plot_arm(arm, [0.5, 1.0, 2.0])
+    with pytest.raises(ValueError, match="target must be one position of shape \\(2,\\)"):
+        plot_arm(arm, angles, target=[0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match="colours must give one colour per arm, 2, got 1"):
+        plot_arm(arm, angles, colours=["C3"])
+    with pytest.raises(ValueError, match=r"robot arm.*LinearMixture"):
+        plot_arm(DATASETS["linear"](n_samples=50, seed=0), angles)
+
+
+def test_floor_plan():
+    room = DATASETS["room"](n_samples=200, seed=0)
+    k = room.tiles_per_side
+    ax = plot_floor_plan(room, highlight=[0, 5], highlight_label="same pattern")
+    mesh = next(c for c in ax.collections if isinstance(c, QuadMesh))
+    shown = np.asarray(mesh.get_array()).reshape(k, k)  # rows: y_2 upwards
+    tiles = room.tile(room.tile_centres)  # the tile under each centre, from the dataset itself
+    np.testing.assert_array_equal(tiles, np.arange(k * k))
+    rows, columns = np.divmod(tiles, k)  # tile c = i K + j: i along y_1 (across), j along y_2 (up)
+    np.testing.assert_array_equal(shown[columns, rows], room.tile_patterns)
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert len(labels) == len(room.palette) + 1 and labels[-1] == "same pattern"
+    assert sorted(int(t.get_text()) for t in ax.texts) == list(range(k * k))  # each tile's index
+    assert len(ax.patches) == 2 and ax.get_xlabel() == "$y_1$" and ax.get_ylabel() == "$y_2$"
+    assert ax.get_xlim() == (-room.half_width, room.half_width)
+    with pytest.raises(ValueError, match=f"highlight must hold tile indices in 0..{k * k - 1}, got \\[16\\]"):
+        plot_floor_plan(room, highlight=[k * k])
+    with pytest.raises(ValueError, match=r"planar relocalisation.*RobotArm"):
+        plot_floor_plan(DATASETS["robot_arm"](n_samples=50, seed=0))
+
+
+def test_plane_points(arm):
+    ax = plot_plane_points(arm.y_train, arm.c_train, labels=("a", "b"), names=["one", "two"])
+    assert [len(c.get_offsets()) for c in ax.collections] == np.bincount(arm.c_train).tolist()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["one", "two"]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("a", "b")
+    with pytest.raises(ValueError, match="points must have shape \\(n, 2\\), got \\(200,\\)"):
+        plot_plane_points(np.zeros(200), np.zeros(200, int))
+    with pytest.raises(ValueError, match="c must hold a component index"):
+        plot_plane_points(arm.y_train, arm.c_train[:-1])
+    with pytest.raises(ValueError, match="names must name each of the 2 components, got 1"):
+        plot_plane_points(arm.y_train, arm.c_train, names=["one"])

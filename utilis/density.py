@@ -24,6 +24,7 @@ from utilis.protocol import (
     check_inputs,
     finite_array,
     require_density,
+    require_scalar,
     x_dim_of,
     y_space_of,
 )
@@ -109,6 +110,7 @@ def _blocks(
 
 def log_conditional_curves(density: ConditionalDensity, y_grid: ArrayLike, x_star: ArrayLike) -> np.ndarray:
     """log p(y | x*) along ``y_grid`` for each x*: shape ``(len(x_star), len(y_grid))``, a curve per x*."""
+    require_scalar(density, "log_conditional_curves")
     density = require_density(density)
     y = check_grid(y_grid, "y_grid")
     x = _check_points(x_star, "x_star")
@@ -148,6 +150,7 @@ def log_conditional_grid(
     Each column is the density p(. | x) on the y grid, as the density itself normalises it (it is
     not renormalised over the grid, so mass a model puts outside the grid stays visible as missing).
     """
+    require_scalar(density, "log_conditional_grid")
     density = require_density(density)
     x = check_grid(x_grid, "x_grid")
     y = check_grid(y_grid, "y_grid")
@@ -169,6 +172,7 @@ def log_joint_grid(
     (:class:`~utilis.protocol.JointDensity`: the truth, a generative model), through its exact
     ``log_joint(x, y)``.
     """
+    require_scalar(density, "log_joint_grid")
     density = require_density(density)
     x = check_grid(x_grid, "x_grid")
     y = check_grid(y_grid, "y_grid")
@@ -265,6 +269,7 @@ def multimodal_inputs(truth, x_range: tuple[float, float], n: int = 3, n_x: int 
     5% of the mass), then by p(x), and taken greedily at least a tenth of the range apart. Returns
     the x* increasing, rounded to 3 significant digits so they read well in titles.
     """
+    require_scalar(truth, "multimodal_inputs")
     if not isinstance(truth, JointDensity):
         raise ValueError(f"truth must also give p(x) (log_marginal_x), got {type(truth).__name__}")
     n = int(n)
@@ -300,6 +305,7 @@ def multimodality_summary(data, n_x: int = 300, n_y: int = 3000, seed: int = 1, 
     p(y|x) has two or more modes (peaks holding ``min_mass``), the most modes seen, and the median
     distance from E[y|x] (the squared-error answer) to the nearest true mode where there are several.
     """
+    require_scalar(data, "multimodality_summary")
     x = np.unique(data.sample(n_x, seed=seed)[0])  # inputs drawn from p(x), sorted
     y = np.linspace(*data.y_range, n_y)
     log_p = log_conditional_grid(data.truth, x, y)

@@ -1,4 +1,5 @@
-"""Figures for one-to-many problems: the data, p(y|x*) curves, heat maps, model beside truth.
+"""Figures for one-to-many problems: the data, p(y|x*) curves, heat maps, model beside truth;
+for a y in the plane, images of p(y|x*), the robot arm and the room.
 
 Every helper draws on matplotlib axes it is given (or makes them) and returns them; none calls
 ``plt.show()``, so figures compose and save. Densities are anything that speaks the
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import matplotlib.colors
+import matplotlib.patches
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
@@ -21,21 +24,36 @@ from utilis.density import (
     log_conditional_curves,
     log_conditional_grid,
     log_joint_grid,
+    log_prob_on_grid,
     multimodal_inputs,
 )
-from utilis.protocol import ConditionalDensity, JointDensity, finite_array, require_density
+from utilis.protocol import (
+    ConditionalDensity,
+    JointDensity,
+    check_inputs,
+    finite_array,
+    require_density,
+    require_scalar,
+    x_dim_of,
+    y_space_of,
+)
+from utilis.spaces import Grid
 
 __all__ = [
     "plot_against_truth",
+    "plot_arm",
     "plot_bayesian_network",
+    "plot_conditional_image",
     "plot_conditionals",
     "plot_dataset",
+    "plot_floor_plan",
     "plot_forward_inverse",
     "plot_heatmap",
     "plot_mixture_parameters",
     "plot_model_vs_truth",
     "plot_network_and_fit",
     "plot_overview",
+    "plot_plane_points",
     "plot_point_predictions",
     "plot_responsibilities",
     "plot_samples",
@@ -47,6 +65,7 @@ X_LABEL, Y_LABEL = "x (input)", "y (output)"
 
 def plot_dataset(data, ax: Axes | None = None, split: str = "train", size: float = 6.0) -> Axes:
     """Scatter of a dataset's (x, y) points coloured by the component that generated each."""
+    require_scalar(data, "plot_dataset")
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     x, y, c = (getattr(data, f"{v}_{split}") for v in "xyc")
@@ -287,6 +306,7 @@ def plot_overview(data, x_star: ArrayLike, n_x: int = 400, n_y: int = 3000, min_
     over the training points near x*. Bottom: how many modes p(y|x) has along x (peaks holding
     ``min_mass``), over p(x) for where the data is.
     """
+    require_scalar(data, "plot_overview")
     x_star = np.atleast_1d(finite_array(x_star, "x_star"))
     x_grid, y_grid = np.linspace(*data.x_range, n_x), np.linspace(*data.y_range, n_y)
     figure = plt.figure(figsize=(12, 10), layout="constrained")
@@ -518,6 +538,7 @@ def plot_forward_inverse(data, forward: np.ndarray, inverse: np.ndarray, y_grid:
 
 def plot_samples(model: ConditionalDensity, data, n_x: int = 400, ax: Axes | None = None, seed: int = 0) -> Axes:
     """Points drawn from the model, one y per x at ``n_x`` x from the data, over the training points."""
+    require_scalar(model, "plot_samples")
     model = require_density(model, "model")
     ax = ax if ax is not None else plt.subplots(figsize=(5, 4), layout="constrained")[1]
     rng = np.random.default_rng(seed)
@@ -704,3 +725,180 @@ def plot_flow_paths(model, data, x_star: ArrayLike, label: str = "flow matching"
     axes[0][0].legend(fontsize="x-small", loc="upper left")
     figure.suptitle(f"{data.name}: {label}, paths from noise to data")
     return axes[0]
+
+
+# ---- planar y: images of p(y | x*), points in the plane, the arm and the room ----------------------
+PLANE_LABELS = ("$y_1$", "$y_2$")
+
+
+def _format_point(point: np.ndarray) -> str:
+    return "(" + ", ".join(f"{v:.3g}" for v in np.atleast_1d(point)) + ")"
+
+
+def plot_conditional_image(
+    density: ConditionalDensity,
+    x_star: ArrayLike,
+    grid: Grid,
+    ax: Axes | None = None,
+    labels: tuple[str, str] = PLANE_LABELS,
+    title: str | None = None,
+    vmax: float | None = None,
+) -> Axes:
+    """p(y | x*) as an image over a 2-D grid of y, for one input x*, with a colour bar.
+
+    Works for any density whose y lives in a plane (``density.y_space.dim == 2``): a dataset's truth
+    or a model. ``x_star``: one input, shape ``(x_dim,)`` (a scalar where x_dim is 1). ``grid``: from
+    ``density.y_space.grid(ranges, n)``; its first axis (y_1) runs along the horizontal axis and its
+    second (y_2) up. ``labels``: the axis labels (mathtext, e.g. ``(r"$\\theta_1$", r"$\\theta_2$")``).
+    ``vmax`` caps the colour scale (default: the image's maximum). Nothing is renormalised over the
+    grid. Returns the axes; the image is its first collection.
+    """
+    density = require_density(density)
+    space = y_space_of(density)
+    if space.dim != 2:
+        raise ValueError(f"plot_conditional_image needs a density over a 2-D y, got y in {space!r}")
+    if not isinstance(grid, Grid) or grid.dim != 2:
+        raise ValueError(f"grid must be a 2-D Grid from density.y_space.grid(ranges, n), got {grid!r}")
+    point = check_inputs(x_star, "x_star", x_dim_of(density))
+    if len(point) != 1:
+        raise ValueError(f"x_star must be one input, got {len(point)}")
+    if len(labels) != 2:
+        raise ValueError(f"labels must name the two axes of y, got {labels!r}")
+    image = np.exp(log_prob_on_grid(density, point, grid)[:, 0]).reshape(grid.shape)  # (n_1, n_2)
+    ax = ax if ax is not None else plt.subplots(figsize=(5, 4), layout="constrained")[1]
+    vmax = float(image.max()) if vmax is None else vmax
+    # pcolormesh wants rows along the vertical axis: the transpose puts y_1 across, y_2 up
+    mesh = ax.pcolormesh(*grid.axes, image.T, shading="nearest", cmap="magma", vmin=0.0, vmax=vmax, rasterized=True)
+    ax.figure.colorbar(mesh, ax=ax, label="p(y | x*)", extend="max" if image.max() > vmax else "neither")
+    ax.set(xlabel=labels[0], ylabel=labels[1], title=title or f"p(y | x*), x* = {_format_point(point[0])}")
+    return ax
+
+
+def _component_colours(k: int) -> np.ndarray:
+    """The colour of each component c, as :func:`plot_dataset` draws them."""
+    return plt.get_cmap("tab10" if k <= 10 else "viridis")(np.arange(k) if k <= 10 else np.arange(k) / (k - 1))
+
+
+def plot_plane_points(
+    points: ArrayLike,
+    c: ArrayLike,
+    ax: Axes | None = None,
+    labels: tuple[str, str] = PLANE_LABELS,
+    names: Sequence[str] | None = None,
+    title: str | None = None,
+    size: float = 5.0,
+    legend: bool = True,
+) -> Axes:
+    """Points in a plane, shape ``(n, 2)``, coloured by their component ``c`` (n,), as :func:`plot_dataset`
+    colours them. ``names``: a legend entry per component (default ``c = 0``, ``c = 1``, ...); the legend
+    (``legend``, up to 10 components) sits outside the axes, so it covers no point."""
+    xy = finite_array(points, "points")
+    if xy.ndim != 2 or xy.shape[1] != 2:
+        raise ValueError(f"points must have shape (n, 2), got {xy.shape}")
+    c = np.asarray(c)
+    if c.shape != xy.shape[:1] or not np.issubdtype(c.dtype, np.integer) or (c < 0).any():
+        raise ValueError(f"c must hold a component index >= 0 per point, shape {xy.shape[:1]}, got {c.shape}")
+    k = int(c.max()) + 1 if len(c) else 1
+    names = [f"c = {i}" for i in range(k)] if names is None else list(names)
+    if len(names) < k:
+        raise ValueError(f"names must name each of the {k} components, got {len(names)}")
+    ax = ax if ax is not None else plt.subplots(figsize=(5, 4), layout="constrained")[1]
+    colours = _component_colours(k)
+    for component in range(k):
+        keep = c == component
+        ax.scatter(*xy[keep].T, s=size, color=colours[component], alpha=0.6, linewidths=0, label=names[component])
+    if legend and k <= 10:
+        ax.legend(fontsize="small", markerscale=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set(xlabel=labels[0], ylabel=labels[1], title=title)
+    return ax
+
+
+def plot_arm(
+    data,
+    angles: ArrayLike,
+    ax: Axes | None = None,
+    target: ArrayLike | None = None,
+    colours: Sequence | None = None,
+    legend: bool = True,
+) -> Axes:
+    """Two-link arm configurations: shoulder (at the origin) -> elbow -> hand, one per row of ``angles``.
+
+    ``data``: a :class:`~generate_dataset.RobotArm` (its ``elbow`` and ``forward`` kinematics).
+    ``angles``: joint angles (theta1, theta2), shape ``(k, 2)`` or ``(2,)``. Each arm is coloured by
+    its elbow's branch as the data's c is (c = 1 where theta2 > pi), unless ``colours`` gives one per
+    arm. ``target``: a position (2,) to mark, e.g. the x* the arms reach. Equal scales on both axes;
+    the legend (``legend``) outside them, so it covers no arm.
+    """
+    if not (callable(getattr(data, "elbow", None)) and callable(getattr(data, "forward", None))):
+        raise ValueError(f"data must be a robot arm dataset (with elbow and forward), got {type(data).__name__}")
+    y = finite_array(angles, "angles")
+    y = y[None] if y.ndim == 1 else y
+    if y.ndim != 2 or y.shape[1] != 2:
+        raise ValueError(f"angles must have shape (k, 2) or (2,): (theta1, theta2) per arm, got {np.shape(angles)}")
+    branch = (y[:, 1] > np.pi).astype(int)
+    colours = _component_colours(2)[branch] if colours is None else list(colours)
+    if len(colours) != len(y):
+        raise ValueError(f"colours must give one colour per arm, {len(y)}, got {len(colours)}")
+    ax = ax if ax is not None else plt.subplots(figsize=(4.5, 4.5), layout="constrained")[1]
+    elbows, hands = data.elbow(y), data.forward(y)  # (k, 2) each
+    for angle, colour, elbow, hand in zip(y, colours, elbows, hands):
+        joints = np.stack([np.zeros(2), elbow, hand])  # (3, 2): shoulder, elbow, hand
+        label = rf"$\theta$ = ({angle[0]:.2f}, {angle[1]:.2f})"
+        ax.plot(*joints.T, "-o", color=colour, lw=3, ms=5, solid_capstyle="round", zorder=3, label=label)
+    ax.scatter([0.0], [0.0], s=120, marker="s", color="0.25", zorder=4, label="shoulder")
+    if target is not None:
+        point = finite_array(target, "target")
+        if point.shape != (2,):
+            raise ValueError(f"target must be one position of shape (2,), got {point.shape}")
+        ax.scatter(*point, s=160, marker="x", color="black", linewidths=2, zorder=5, label="target x*")
+    ax.set(xlabel="$x_1$", ylabel="$x_2$", aspect="equal")
+    if legend:
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return ax
+
+
+def plot_floor_plan(
+    data,
+    ax: Axes | None = None,
+    highlight: ArrayLike = (),
+    highlight_label: str = "highlighted tiles",
+    title: str | None = None,
+) -> Axes:
+    """The room of a :class:`~generate_dataset.PlanarRelocalisation`: its K x K tiles, each coloured by
+    the palette entry it shows (one colour per pattern, the key outside the axes), tile edges drawn and
+    each tile's index c written in its corner (its middle stays free for what the caller marks there).
+    ``highlight``: tile indices to outline (e.g. the tiles that show the pattern of an x*), named
+    ``highlight_label`` in the key. y_1 (the tile's row i) runs across, y_2 (its column j) up.
+    """
+    needed = ("palette", "tile_patterns", "edges", "tile_centres", "tiles_per_side")
+    if not all(hasattr(data, name) for name in needed):
+        raise ValueError(f"data must be a planar relocalisation dataset (a room of tiles), got {type(data).__name__}")
+    k, palette = data.tiles_per_side, np.asarray(data.palette)
+    highlight = np.atleast_1d(np.asarray(highlight, dtype=int))
+    if ((highlight < 0) | (highlight >= k * k)).any():
+        raise ValueError(f"highlight must hold tile indices in 0..{k * k - 1}, got {highlight.tolist()}")
+    colours = plt.get_cmap("tab10" if len(palette) <= 10 else "tab20")(np.arange(len(palette)) % 20)
+    ax = ax if ax is not None else plt.subplots(figsize=(5.8, 4.2), layout="constrained")[1]
+    cmap = matplotlib.colors.ListedColormap(colours)
+    shown = np.asarray(data.tile_patterns).reshape(k, k)  # [i, j]: i along y_1
+    edges = data.edges
+    ax.pcolormesh(edges, edges, shown.T, cmap=cmap, vmin=-0.5, vmax=len(palette) - 0.5, edgecolors="white",
+                  linewidth=1.5, alpha=0.75)  # fmt: skip
+    side = edges[1] - edges[0]
+    for c, (u, v) in enumerate(data.tile_centres):
+        ax.text(u - 0.42 * side, v + 0.42 * side, f"{c}", ha="left", va="top", fontsize="small", color="0.15")
+    for c in highlight:
+        u, v = data.tile_centres[c] - side / 2
+        outline = matplotlib.patches.Rectangle((u, v), side, side, fill=False, edgecolor="black", lw=2.5, zorder=3)
+        ax.add_patch(outline).set_clip_on(False)  # an outline on the room's wall is drawn whole
+    handles = [
+        matplotlib.patches.Patch(color=colours[p], alpha=0.75, label=f"pattern {p}: {_format_point(palette[p])}")
+        for p in range(len(palette))
+    ]
+    if len(highlight):
+        handles.append(matplotlib.patches.Patch(fill=False, edgecolor="black", lw=2.5, label=highlight_label))
+    ax.legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0),
+              title="each tile shows")  # fmt: skip
+    ax.set(xlabel="$y_1$", ylabel="$y_2$", aspect="equal", xlim=(edges[0], edges[-1]), ylim=(edges[0], edges[-1]),
+           title=title or f"{data.name}: {k} x {k} tiles c, {len(palette)} patterns")  # fmt: skip
+    return ax

@@ -81,6 +81,7 @@ __all__ = [
     "check_positive",
     "finite_array",
     "require_density",
+    "require_scalar",
     "same_dimensions",
     "x_dim_of",
     "y_space_of",
@@ -214,6 +215,18 @@ def same_dimensions(first: object, second: object, names: tuple[str, str] = ("mo
         raise ValueError(
             f"{names[0]} has x of dimension {a[0]} and y in {a[1]!r}, but {names[1]} has x of dimension {b[0]} "
             f"and y in {b[1]!r}: they are not densities over the same (x, y)"
+        )
+
+
+def require_scalar(density: object, what: str) -> None:
+    """``ValueError`` unless ``density`` (or a dataset's truth) has a scalar x and a scalar y: for the
+    helpers that draw or integrate along a line of y and x (curves, 1-D heat maps, the x-y scatter)."""
+    truth = getattr(density, "truth", density)
+    d_x, space = x_dim_of(truth), y_space_of(truth)
+    if d_x != 1 or space.dim != 1:
+        raise ValueError(
+            f"{what} serves a scalar x and a scalar y; this one has x of dimension {d_x} and y in {space!r} "
+            "(for a y in the plane: utilis.density.log_prob_on_grid, utilis.plotting.plot_conditional_image)"
         )
 
 
