@@ -293,8 +293,8 @@ def grid_modes(log_p: np.ndarray, axes: Sequence[np.ndarray], min_mass: float = 
     higher one dips less than ``SHALLOW_DIP`` (a tenth) below it gives its basin to that peak: the
     ripples of a ridge across the grid's lines are not modes, though the grid must still resolve the
     ridge's width. A basin's mass is its share of the trapezoidal integral. Returns the modes'
-    coordinates, shape ``(k, 2)``, in the order of their nodes. (On a circle's axis the first and last nodes would be neighbours too: the
-    padding below is where a periodic axis wraps.)
+    coordinates, shape ``(k, 2)``, in the order of their nodes. (On a circle's axis the first and
+    last nodes would be neighbours too: the padding below is where a periodic axis wraps.)
     """
     _check_log_density(log_p, min_mass)
     n1, n2 = log_p.shape
@@ -313,19 +313,16 @@ def grid_modes(log_p: np.ndarray, axes: Sequence[np.ndarray], min_mass: float = 
     parent = np.where(is_top, index, steepest).ravel()
 
     # Plateaus of top nodes; one beside an equal node that is not a top (it has higher ground) is a
-    # shoulder and drains: its nodes hand on to equal neighbours, ring by ring, until all have left.
+    # shoulder and drains through such nodes.
     structure = np.ones((3, 3))
     labels, n_plateaus = ndimage.label(is_top, structure=structure)
     equal = neighbour_values == p
     shoulders = np.unique(labels[is_top & (equal & ~around(is_top, True)).any(axis=0)])
-    resolved = ~(np.isin(labels, shoulders) & is_top)
-    while not resolved.all():
-        exits = equal & around(resolved, False)
-        ready = ~resolved & exits.any(axis=0)
-        assert ready.any(), "a shoulder always touches the node it drains to"
-        choice = np.take_along_axis(neighbour_index, exits.argmax(axis=0)[None], axis=0)[0]
-        parent[ready.ravel()] = choice[ready]
-        resolved |= ready
+    draining = np.isin(labels, shoulders) & is_top
+    if draining.any():  # each shoulder node hands on to the nearest node its plateau drains through
+        exits = ~is_top & (equal & around(draining, False)).any(axis=0)
+        nearest = ndimage.distance_transform_edt(~exits, return_distances=False, return_indices=True)
+        parent[draining.ravel()] = np.ravel_multi_index(tuple(nearest[:, draining]), (n1, n2))
 
     for _ in range(n1 * n2):  # pointer jumping: about log2(longest climb) rounds
         grandparent = parent[parent]
