@@ -31,6 +31,7 @@ from utilis.protocol import (
     ConditionalDensity,
     as_generator,
     check_count,
+    check_inputs,
     check_positive,
     finite_array,
     require_density,
@@ -127,9 +128,15 @@ def kl_divergence(truth: ConditionalDensity, model: ConditionalDensity, x: Array
     """KL(truth(.|x) || model(.|x)) at each x, by the trapezoidal rule on ``y_grid``: shape (len(x),).
 
     The grid must hold the truth's mass and resolve its narrowest peak; where the truth is 0 the
-    integrand is 0. Average the result over x drawn from p(x) for the mean KL.
+    integrand is 0. Average the result over x drawn from p(x) for the mean KL. For a y in the plane,
+    ``y_grid`` is a :class:`~utilis.spaces.Grid` (``truth.y_space.grid(ranges, n)``), integrated by
+    its weights, and x holds points of the truth's x.
     """
     require_density(truth, "truth"), require_density(model, "model")
+    if isinstance(y_grid, Grid):
+        unique, inverse, _ = _inputs_for_grid(truth, model, x, y_grid)
+        log_p, log_q = log_prob_on_grid(truth, unique, y_grid), log_prob_on_grid(model, unique, y_grid)
+        return _kl_with_weights(log_p, log_q, y_grid.weights)[inverse]
     x_points = np.atleast_1d(finite_array(x, "x"))
     if x_points.ndim != 1 or x_points.size == 0:
         raise ValueError(f"x must be a non-empty 1-D array, got shape {x_points.shape}")
@@ -140,6 +147,18 @@ def kl_divergence(truth: ConditionalDensity, model: ConditionalDensity, x: Array
     log_p = log_conditional_grid(truth, unique, y)  # (n_y, n_unique)
     log_q = log_conditional_grid(model, unique, y)
     return _kl_on_grid(log_p, log_q, y)[inverse]
+
+
+def _inputs_for_grid(truth, model, x: ArrayLike, grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct inputs among ``x`` (of the truth's dimension), the index of each x among them and
+    their counts; ``ValueError`` unless both densities share dimensions and the grid is of their y."""
+    same_dimensions(model, truth)
+    if grid.dim != y_space_of(truth).dim:
+        raise ValueError(f"y_grid must be a grid of the truth's y, {y_space_of(truth)!r}, got {grid.dim} axes")
+    points = check_inputs(x, "x", x_dim_of(truth))
+    axis = None if points.ndim == 1 else 0
+    unique, inverse, counts = np.unique(points, axis=axis, return_inverse=True, return_counts=True)
+    return unique, inverse.ravel(), counts
 
 
 def _kl_on_grid(log_p: np.ndarray, log_q: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -171,9 +190,15 @@ def mode_recall_precision(
     """Mode recall (true modes with a model mode within ``tolerance``) and precision (model modes with a
     true mode within ``tolerance``), counted over all x. Modes are peaks holding ``min_mass``
     (:func:`find_modes`). A density with no modes at any x scores 1 on what it has nothing to miss.
+    For a y in the plane, ``y_grid`` is a :class:`~utilis.spaces.Grid`; modes are then found by the
+    space (``truth.y_space.find_modes``) and matched in its distance.
     """
     require_density(truth, "truth"), require_density(model, "model")
     tolerance = check_positive(tolerance, "tolerance")
+    if isinstance(y_grid, Grid):
+        unique, _, counts = _inputs_for_grid(truth, model, x, y_grid)
+        log_p, log_q = log_prob_on_grid(truth, unique, y_grid), log_prob_on_grid(model, unique, y_grid)
+        return _modes_in_space(y_space_of(truth), y_grid, log_p, log_q, counts, tolerance, min_mass)
     x_points = np.atleast_1d(finite_array(x, "x"))
     y = check_grid(y_grid, "y_grid")
     unique, counts = np.unique(x_points, return_counts=True)  # a repeated x counts as often as it appears
@@ -306,7 +331,7 @@ def _score_in_space(
     grid = space.grid(data.y_range, GRID_NODES_2D)
     diagonal = float(np.linalg.norm(np.ptp(np.asarray(data.y_range, dtype=np.float64), axis=1)))
     tolerance = check_positive(0.02 * diagonal if tolerance is None else tolerance, "tolerance")
-    unique, counts = np.unique(x[: check_count(n_x, "n_x")], axis=0, return_counts=True)
+    unique, _, counts = _inputs_for_grid(data.truth, model, x[: check_count(n_x, "n_x")], grid)
     log_p, log_q = log_prob_on_grid(data.truth, unique, grid), log_prob_on_grid(model, unique, grid)
     modes = _modes_in_space(space, grid, log_p, log_q, counts, tolerance, 0.05)
     kl = _kl_with_weights(log_p, log_q, grid.weights)
