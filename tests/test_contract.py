@@ -106,6 +106,8 @@ FACTORIES = {
     "energy-infonce-camera": Factory("camera", lambda data: EnergyModel("infonce", n_knots=32, hidden=16), fit_plain),
     "oracle-gaussian-sinusoid": Factory("sinusoid", lambda data: BestSingleGaussian.for_dataset(data)),
     "oracle-gaussian-camera": Factory("camera", lambda data: BestSingleGaussian.for_dataset(data)),
+    "oracle-gaussian-robot-arm": Factory("robot_arm", lambda data: BestSingleGaussian.for_dataset(data, n_grid=100)),
+    "oracle-gaussian-room": Factory("room", lambda data: BestSingleGaussian.for_dataset(data, n_grid=100)),
     "oracle-binned-sinusoid": Factory("sinusoid", lambda data: BinnedTruth(data.truth, np.linspace(*data.y_range, 31))),
     "oracle-binned-camera": Factory("camera", lambda data: BinnedTruth(data.truth, np.linspace(*data.y_range, 31))),
 }
@@ -154,16 +156,12 @@ def wide_y_grid(data, n: int = 60_001) -> np.ndarray:
     return np.linspace(lo - (hi - lo), hi + (hi - lo), n)
 
 
-def wide_plane_grid(data, cells: int = 800) -> Grid:
-    """The data's box of y, widened by half its width on each side, cut into cells x cells squares:
-    their centres with the midpoint rule's weights. The box's edges fall on the cells' edges, so a
-    density that is constant on tiles of the box (the room's) is integrated exactly."""
+def wide_plane_grid(data, cells: int = 1000) -> Grid:
+    """The data's box of y, widened by twice its width on each side (a single Gaussian over the room is
+    wide), cut into cells x cells squares by the midpoint rule; the box's edges fall on the cells'
+    edges, so a density that is constant on tiles of the box (the room's) is integrated exactly."""
     ranges = np.array(data.y_range, dtype=np.float64)
-    ranges += np.array([-0.5, 0.5]) * np.ptp(ranges, axis=1)[:, None]
-    steps = np.ptp(ranges, axis=1) / cells
-    axes = tuple(low + step * (np.arange(cells) + 0.5) for (low, _), step in zip(ranges, steps))
-    points = np.stack([m.ravel() for m in np.meshgrid(*axes, indexing="ij")], axis=-1)
-    return Grid(axes, points, np.full(len(points), steps.prod()))
+    return data.y_space.grid(ranges + np.array([-2.0, 2.0]) * np.ptp(ranges, axis=1)[:, None], cells, rule="midpoint")
 
 
 @pytest.mark.parametrize("name", FACTORIES)
@@ -434,7 +432,5 @@ def test_references_built_from_a_dataset_refuse_the_plane(planar):
     data = dataset(planar)
     with pytest.raises(ValueError, match="serves datasets with a scalar x and a scalar y"):
         GenerativeModel.for_dataset(data)
-    with pytest.raises(ValueError, match="scalar y; this truth's y lives in Euclidean"):
-        BestSingleGaussian.for_dataset(data)
     with pytest.raises(ValueError, match="scalar y; this truth's y lives in Euclidean"):
         BinnedTruth(data.truth, np.linspace(-1.0, 1.0, 5))

@@ -7,12 +7,15 @@ from utilis.numerics import (
     log_gaussian_mixture,
     log_gaussian_posterior,
     log_histogram,
+    log_isotropic_posterior,
+    log_mvn_mixture,
     log_trapezoid,
     normal_logpdf,
     sample_categorical,
     sample_from_grid,
     sample_gaussian_mixture,
     sample_histogram,
+    sample_mvn_mixture,
 )
 
 
@@ -120,3 +123,48 @@ def test_nan_stays_nan():
         from utilis.numerics import logsumexp_last
 
         assert np.isnan(logsumexp_last(np.array([0.0, np.nan])))
+
+
+# ---- vectors ----------------------------------------------------------------------------------------
+def test_full_covariance_mixture_matches_scipy():
+    """log sum_k w_k N(y; mu_k, L_k L_k^T) against scipy.stats.multivariate_normal, broadcast over a grid."""
+    rng = np.random.default_rng(0)
+    scale_tril = np.array([[[1.0, 0.0], [0.5, 0.7]], [[0.3, 0.0], [-0.2, 1.1]], [[2.0, 0.0], [1.5, 0.1]]])
+    means = rng.normal(size=(3, 2))
+    log_w = np.log([0.2, 0.5, 0.3])
+    y = rng.normal(size=(7, 1, 2)) * 2
+    parts = [
+        np.log(w) + stats.multivariate_normal(m, L @ L.T).logpdf(y[:, 0])
+        for w, m, L in zip([0.2, 0.5, 0.3], means, scale_tril)
+    ]
+    expected = np.logaddexp.reduce(parts, axis=0)
+    got = log_mvn_mixture(y, log_w[None], means[None], scale_tril[None])  # (7, 1)
+    np.testing.assert_allclose(got[:, 0], expected, rtol=1e-12, atol=1e-12)
+    far = log_mvn_mixture(np.array([[1.7e308, -1.7e308], [1e200, 1e200]]), log_w, means, scale_tril)
+    assert np.all(np.isneginf(far))
+
+
+def test_full_covariance_samples_have_the_mixtures_moments():
+    rng = np.random.default_rng(1)
+    scale_tril = np.array([[[1.0, 0.0], [0.5, 0.7]], [[0.3, 0.0], [-0.2, 1.1]]])
+    means = np.array([[0.0, 1.0], [3.0, -1.0]])
+    draws = sample_mvn_mixture(np.log([[0.3, 0.7]]), means[None], scale_tril[None], 200_000, rng)[:, 0]
+    covariances = scale_tril @ np.swapaxes(scale_tril, 1, 2)
+    mean = 0.3 * means[0] + 0.7 * means[1]
+    second = sum(w * (c + np.outer(m, m)) for w, c, m in zip([0.3, 0.7], covariances, means))
+    np.testing.assert_allclose(draws.mean(axis=0), mean, atol=0.01)
+    np.testing.assert_allclose(np.cov(draws.T), second - np.outer(mean, mean), atol=0.02)
+
+
+def test_isotropic_posterior_matches_scipy_and_stays_exact_far_out():
+    rng = np.random.default_rng(2)
+    means, log_prior = rng.uniform(-1, 1, (5, 3)), np.log(rng.dirichlet(np.ones(5)))
+    x = rng.normal(size=(4, 3))
+    logits = log_prior + np.stack([stats.multivariate_normal(m, 0.3**2).logpdf(x) for m in means], axis=-1)
+    expected = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
+    np.testing.assert_allclose(log_isotropic_posterior(x, log_prior, means, 0.3), expected, atol=1e-12)
+    # far out the weights follow the differences of the means exactly: the nearest component takes all
+    far = np.array([[1e200, 0.0, 0.0], [1.7e308, 1.7e308, -1.7e308]])
+    weights = np.exp(log_isotropic_posterior(far, log_prior, means, 0.3))
+    np.testing.assert_allclose(weights.sum(axis=-1), 1.0)
+    assert weights[0, np.argmax(means[:, 0])] == 1.0

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from generate_dataset import linear_mixture
+from generate_dataset import linear_mixture, planar_relocalisation, robot_arm
 from utilis.baselines import GaussianRegression
 from utilis.metrics import bayes_gap
 from utilis.oracles import BestSingleGaussian, BinnedTruth
@@ -101,3 +101,47 @@ def test_oracles_do_not_depend_on_their_blocks(data, monkeypatch):
     for oracle, expected in zip(oracles, whole):
         for got, want in zip(oracle._given_x(x), expected):  # to rounding: BLAS sums a block's columns its own way
             np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
+
+
+def test_best_single_gaussian_in_the_plane_has_the_rooms_moments():
+    """The room's p(y|x) is uniform on tiles with weights w_c(x): E[y|x] = sum_c w_c t_c and
+    Cov[y|x] = sum_c w_c (t_c t_c^T + side^2 I / 12) - E E^T, in closed form. The midpoint grid,
+    whose cells' edges fall on the tiles', gets them to the rule's error on a quadratic."""
+    room = planar_relocalisation(n_samples=200, seed=0)
+    x = room.x_test[:5]
+    weights = np.exp(room.truth._given_x(x)[0])  # (5, K^2)
+    centres, side = room.tile_centres, 2 * room.half_width / room.tiles_per_side
+    mean = weights @ centres
+    second = np.einsum("mk,ki,kj->mij", weights, centres, centres) + side**2 / 12 * np.eye(2)
+    covariance = second - np.einsum("mi,mj->mij", mean, mean)
+    oracle = BestSingleGaussian.for_dataset(room)
+    _, means, scale_tril = oracle._given_x(x)
+    np.testing.assert_allclose(means[:, 0], mean, atol=1e-9)
+    np.testing.assert_allclose(scale_tril[:, 0] @ np.swapaxes(scale_tril[:, 0], 1, 2), covariance, rtol=1e-3)
+    y = room.y_test[:5]
+    expected = [stats.multivariate_normal(m, c).logpdf(v) for m, c, v in zip(mean, covariance, y)]
+    np.testing.assert_allclose(oracle.log_prob(y, x), expected, atol=1e-3)
+    assert oracle.sample(x, 4, seed=0).shape == (4, 5, 2)
+
+
+def test_best_single_gaussian_in_the_plane_beats_no_gaussian():
+    """No Gaussian beats the moment-matched one in KL: shifting its mean or shrinking it costs nats."""
+    arm = robot_arm(n_samples=200, seed=0)
+    oracle = BestSingleGaussian.for_dataset(arm, n_grid=100)
+    x, y, _ = arm.sample(500, seed=1)
+
+    class Moved(BestSingleGaussian):
+        def _given_x(self, x):
+            log_w, means, scale_tril = super()._given_x(x)
+            return log_w, means + np.array([0.0, 0.3]), 0.7 * scale_tril
+
+    moved = Moved(arm.truth, oracle.y_grid)
+    assert bayes_gap(moved, arm.truth, x, y).gap > bayes_gap(oracle, arm.truth, x, y).gap + 0.1
+
+
+def test_oracles_refuse_what_they_cannot_integrate():
+    room = planar_relocalisation(n_samples=200, seed=0)
+    with pytest.raises(ValueError, match="y_grid must be a Grid of the truth's y"):
+        BestSingleGaussian(room.truth, np.linspace(-1.0, 1.0, 5))
+    with pytest.raises(ValueError, match="scalar y; this truth's y lives in Euclidean"):
+        BinnedTruth(room.truth, np.linspace(-1.0, 1.0, 5))

@@ -4,7 +4,9 @@ Several densities here differ only in how x sets the parameters of the same fami
 density and sampler are written once:
 
 - :class:`GaussianMixtureDensity`: p(y | x) = sum_k w_k(x) N(y; mu_k(x), sigma_k(x)^2). The MDN
-  (K Gaussians), MSE regression read as a density and the best-single-Gaussian oracle (K = 1).
+  (K Gaussians), MSE regression read as a density and the best-single-Gaussian oracle (K = 1). For
+  a y in R^d the components carry full covariances, N(y; mu_k(x), L_k(x) L_k(x)^T), through their
+  Cholesky factors (as ``torch.distributions.MultivariateNormal(scale_tril=...)`` takes them).
 - :class:`HistogramDensity`: p(y | x) = w_b(x) / width_b for y in bin b, 0 outside the bins. The
   softmax over bins of y and the truth binned on the same bins.
 
@@ -27,23 +29,36 @@ from abc import abstractmethod
 
 import numpy as np
 
-from utilis.numerics import log_gaussian_mixture, log_histogram, sample_gaussian_mixture, sample_histogram
+from utilis.numerics import (
+    log_gaussian_mixture,
+    log_histogram,
+    log_mvn_mixture,
+    sample_gaussian_mixture,
+    sample_histogram,
+    sample_mvn_mixture,
+)
 from utilis.protocol import CheckedDensity
 
 __all__ = ["GaussianMixtureDensity", "HistogramDensity"]
 
 
 class GaussianMixtureDensity(CheckedDensity):
-    """p(y | x) = sum_k w_k(x) N(y; mu_k(x), sigma_k(x)^2); ``_given_x`` gives log w, mu, sigma, each (m, K)."""
+    """p(y | x) = sum_k w_k(x) N(y; mu_k(x), Sigma_k(x)); ``_given_x`` gives log w (m, K) and, for a
+    scalar y, mu and sigma (m, K); for y in R^d (``y_space``), mu (m, K, d) and the Cholesky factor of
+    Sigma, lower-triangular with a positive diagonal, (m, K, d, d)."""
 
     @abstractmethod
     def _given_x(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
 
-    def _log_prob(self, y, x, log_weights, means, sds):
-        return log_gaussian_mixture(y, log_weights, means, sds)
+    def _log_prob(self, y, x, log_weights, means, scales):
+        if self.y_dim == 1:
+            return log_gaussian_mixture(y, log_weights, means, scales)
+        return log_mvn_mixture(y, log_weights, means, scales)
 
-    def _sample(self, x, n, rng, log_weights, means, sds):
-        return sample_gaussian_mixture(log_weights, means, sds, n, rng)
+    def _sample(self, x, n, rng, log_weights, means, scales):
+        if self.y_dim == 1:
+            return sample_gaussian_mixture(log_weights, means, scales, n, rng)
+        return sample_mvn_mixture(log_weights, means, scales, n, rng)
 
 
 class HistogramDensity(CheckedDensity):

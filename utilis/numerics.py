@@ -24,6 +24,7 @@ __all__ = [
     "log_gaussian_posterior",
     "log_histogram",
     "log_isotropic_posterior",
+    "log_mvn_mixture",
     "log_trapezoid",
     "logsumexp_last",
     "normal_logpdf",
@@ -31,6 +32,7 @@ __all__ = [
     "sample_from_grid",
     "sample_gaussian_mixture",
     "sample_histogram",
+    "sample_mvn_mixture",
 ]
 
 LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
@@ -179,6 +181,38 @@ def log_gaussian_posterior(x: ArrayLike, log_prior: ArrayLike, mean: ArrayLike, 
     peak = logits.max(axis=-1, keepdims=True)
     peak = np.where(np.isfinite(peak), peak, 0.0)
     return logits - peak - logsumexp_last(logits - peak)[..., None]
+
+
+def log_mvn_mixture(y: ArrayLike, log_weights: ArrayLike, means: ArrayLike, scale_tril: ArrayLike) -> np.ndarray:
+    """log sum_k w_k N(y; mu_k, L_k L_k^T) for a vector y, in log-space.
+
+    ``y`` (..., d) broadcasts against the parameters' batch shape: ``log_weights`` (..., K), ``means``
+    (..., K, d), ``scale_tril`` (..., K, d, d), each L_k lower-triangular with a positive diagonal.
+    log N = -|L^-1 (y - mu)|^2 / 2 - sum_i log L_ii - d log(2 pi) / 2; the inverse factors are taken
+    once per parameter set, not once per y. Where y lies so far out that its distance overflows, the
+    density underflows: -inf, never NaN.
+    """
+    y, log_weights = np.asarray(y, dtype=np.float64), np.asarray(log_weights, dtype=np.float64)
+    means, scale_tril = np.asarray(means, dtype=np.float64), np.asarray(scale_tril, dtype=np.float64)
+    d = means.shape[-1]
+    inverse = np.linalg.inv(scale_tril)  # (..., K, d, d)
+    log_det = np.log(np.diagonal(scale_tril, axis1=-2, axis2=-1)).sum(axis=-1)  # (..., K)
+    with np.errstate(over="ignore", invalid="ignore"):
+        z = np.einsum("...ij,...j->...i", inverse, y[..., None, :] - means)  # (..., K, d)
+        squares = (z * z).sum(axis=-1)
+    squares = np.where(np.isnan(squares), np.inf, squares)  # inf - inf far out: beyond float64
+    return logsumexp_last(log_weights - 0.5 * squares - log_det - d * LOG_SQRT_2PI)
+
+
+def sample_mvn_mixture(
+    log_weights: np.ndarray, means: np.ndarray, scale_tril: np.ndarray, n: int, rng: np.random.Generator
+) -> np.ndarray:
+    """n draws from each row's mixture sum_k w_k N(mu_k, L_k L_k^T): inputs (m, K), (m, K, d),
+    (m, K, d, d); output (n, m, d)."""
+    k = sample_categorical(log_weights, n, rng)  # (n, m)
+    columns = np.arange(len(log_weights))[None, :]
+    noise = rng.standard_normal(k.shape + means.shape[-1:])
+    return means[columns, k] + np.einsum("...ij,...j->...i", scale_tril[columns, k], noise)
 
 
 def log_isotropic_posterior(x: ArrayLike, log_prior: ArrayLike, means: ArrayLike, sd: float) -> np.ndarray:

@@ -4,7 +4,8 @@ They are what a model family could reach at best, so they split a model's gap in
 cannot represent and what training failed to learn:
 
 - :class:`BestSingleGaussian`: N(y; E[y|x], Var[y|x]), the Gaussian closest to the truth in KL at
-  each x. No single-Gaussian model (MSE regression read as a density) can beat it.
+  each x (in the plane N(y; E[y|x], Cov[y|x])). No single-Gaussian model (MSE regression read as a
+  density) can beat it.
 - :class:`BinnedTruth`: the truth's own mass in each bin of a histogram, spread uniformly over the
   bin: the resolution floor of a softmax over those bins.
 
@@ -26,7 +27,8 @@ from numpy.typing import ArrayLike
 from utilis.density import check_grid, moments_on_grid
 from utilis.mixtures import GaussianMixtureDensity, HistogramDensity
 from utilis.numerics import CannotSample, logsumexp_last
-from utilis.protocol import ConditionalDensity, check_count, require_density, y_space_of
+from utilis.protocol import ConditionalDensity, check_count, require_density, x_dim_of, y_space_of
+from utilis.spaces import Grid, OutputSpace
 
 __all__ = ["BestSingleGaussian", "BinnedTruth", "oracles_for"]
 
@@ -57,21 +59,47 @@ class BestSingleGaussian(GaussianMixtureDensity):
 
     The grid must hold the truth's mass and resolve its narrowest peak, which it does wherever p(x)
     has mass; the sd is floored at half the grid's step, where the grid can no longer tell a
-    narrower peak apart.
+    narrower peak apart. For a y in the plane, ``y_grid`` is a :class:`~utilis.spaces.Grid` and the
+    oracle is N(y; E[y|x], Cov[y|x]), the moments by the grid's weights and each eigenvalue of the
+    covariance floored at (half the smaller spacing of nodes)^2.
     """
 
-    def __init__(self, truth: ConditionalDensity, y_grid: ArrayLike):
-        self.truth = _scalar_truth(truth)
-        self.y_grid = check_grid(y_grid, "y_grid")
-        if len(self.y_grid) < 2:
-            raise ValueError(f"y_grid needs at least 2 points, got {len(self.y_grid)}")
+    def __init__(self, truth: ConditionalDensity, y_grid: ArrayLike | Grid):
+        self.truth = require_density(truth, "truth")
+        dim = y_space_of(self.truth).dim
+        if dim == 1:
+            self.y_grid = check_grid(y_grid, "y_grid")
+            if len(self.y_grid) < 2:
+                raise ValueError(f"y_grid needs at least 2 points, got {len(self.y_grid)}")
+        elif dim == 2 and isinstance(y_grid, Grid) and y_grid.dim == 2:
+            self.y_grid = y_grid
+        else:
+            raise ValueError(
+                f"y_grid must be a Grid of the truth's y, {y_space_of(self.truth)!r}, as its y_space.grid "
+                f"makes (the plane at most), got {y_grid!r}"
+            )
+
+    @property
+    def x_dim(self) -> int:
+        return x_dim_of(self.truth)
+
+    @property
+    def y_space(self) -> OutputSpace:
+        return y_space_of(self.truth)
 
     @classmethod
-    def for_dataset(cls, data, n_grid: int = 4000) -> BestSingleGaussian:
-        """The oracle of ``data.truth`` on ``n_grid`` points over the data's y range (widened by half)."""
-        return cls(_scalar_truth(data.truth), _dataset_grid(data, n_grid))
+    def for_dataset(cls, data, n_grid: int | None = None) -> BestSingleGaussian:
+        """The oracle of ``data.truth`` on ``n_grid`` points: on the line, 4000 over the data's y range
+        widened by half its width; in the plane, the centres of 200 cells an axis over the data's box of y
+        (the midpoint rule, exact where p(y|x) is constant on the cells, as the room's is), which holds all
+        of p(y|x) for the planar datasets (their p(y) is uniform on it)."""
+        if data.y_space.dim == 1:
+            return cls(data.truth, _dataset_grid(data, 4000 if n_grid is None else n_grid))
+        return cls(data.truth, data.y_space.grid(data.y_range, 200 if n_grid is None else n_grid, rule="midpoint"))
 
     def _given_x(self, x):
+        if self.y_dim > 1:
+            return self._given_x_in_the_plane(x)
         # each block of columns evaluated and integrated before the next
         y, width = self.y_grid, max(1, _BLOCK_ELEMENTS // len(self.y_grid))
         moments = [
@@ -83,11 +111,33 @@ class BestSingleGaussian(GaussianMixtureDensity):
         log_weight = np.where(empty, -np.inf, 0.0)
         return log_weight[:, None], mean[:, None], sd[:, None]
 
-    def _sample(self, x, n, rng, log_weights, means, sds):
+    def _given_x_in_the_plane(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """log w (m, 1), E[y|x] (m, 1, 2) and the Cholesky factor of Cov[y|x] (m, 1, 2, 2)."""
+        grid, width = self.y_grid, max(1, _BLOCK_ELEMENTS // len(self.y_grid))
+        mean, covariance, empty = np.zeros((len(x), 2)), np.zeros((len(x), 2, 2)), np.zeros(len(x), dtype=bool)
+        for s in range(0, len(x), width):  # each block of inputs evaluated and integrated before the next
+            log_p = self.truth.log_prob(grid.points[:, None, :], x[None, s : s + width])  # (N, block)
+            peak = log_p.max(axis=0)
+            empty[s : s + width] = np.isneginf(peak)
+            p = np.exp(log_p - np.where(np.isneginf(peak), 0.0, peak)) * grid.weights[:, None]
+            mass = np.where(empty[s : s + width], 1.0, p.sum(axis=0))
+            block_mean = (grid.points.T @ p / mass).T  # (block, 2)
+            centred = grid.points[:, None, :] - block_mean[None]  # (N, block, 2)
+            block_cov = np.einsum("nbi,nbj,nb->bij", centred, centred, p) / mass[:, None, None]
+            mean[s : s + width], covariance[s : s + width] = block_mean, block_cov
+        floor = (0.5 * min(np.min(np.diff(axis)) for axis in grid.axes)) ** 2
+        values, vectors = np.linalg.eigh(covariance)
+        covariance = np.einsum("mij,mj,mkj->mik", vectors, np.maximum(values, floor), vectors)
+        covariance[empty] = floor * np.eye(2)
+        # Where the truth has no mass on the grid (x where p(x) underflows), the oracle has none either.
+        log_weight = np.where(empty, -np.inf, 0.0)
+        return log_weight[:, None], mean[:, None, :], np.linalg.cholesky(covariance)[:, None]
+
+    def _sample(self, x, n, rng, log_weights, means, scales):
         if np.isneginf(log_weights).any():
             bad = x[np.isneginf(log_weights[:, 0])][0]
             raise CannotSample(f"cannot sample: the truth has no mass on the oracle's y_grid at x = {bad}")
-        return super()._sample(x, n, rng, log_weights, means, sds)
+        return super()._sample(x, n, rng, log_weights, means, scales)
 
 
 class BinnedTruth(HistogramDensity):

@@ -102,8 +102,9 @@ class OutputSpace(ABC):
         """The shift and scale, each of shape ``(dim,)``, that z-score training targets ``y``."""
 
     @abstractmethod
-    def grid(self, ranges: ArrayLike, n: int | Sequence[int]) -> Grid:
-        """An evaluation grid of ``n`` nodes an axis over ``ranges`` (``(low, high)`` an axis)."""
+    def grid(self, ranges: ArrayLike, n: int | Sequence[int], rule: str = "trapezoid") -> Grid:
+        """An evaluation grid of ``n`` nodes an axis over ``ranges`` (``(low, high)`` an axis), with
+        the quadrature weights of ``rule``."""
 
     @abstractmethod
     def find_modes(self, log_density: ArrayLike, grid: Grid, min_mass: float = 0.05) -> np.ndarray:
@@ -169,7 +170,13 @@ class Euclidean(OutputSpace):
         scale = values.std(axis=0)
         return values.mean(axis=0), np.where(scale > 0, scale, 1.0)
 
-    def grid(self, ranges: ArrayLike, n: int | Sequence[int]) -> Grid:
+    def grid(self, ranges: ArrayLike, n: int | Sequence[int], rule: str = "trapezoid") -> Grid:
+        """``rule="trapezoid"``: n nodes an axis from low to high, the ends included, trapezoidal
+        weights. ``rule="midpoint"``: the centres of n equal cells an axis, each weighing its cell's
+        volume; exact for a density that is constant on cells whose edges are the grid's (a histogram,
+        the room's tiles), where the trapezoid's nodes on a jump cost it an error of the order of a step."""
+        if rule not in ("trapezoid", "midpoint"):
+            raise ValueError(f"rule must be 'trapezoid' or 'midpoint', got {rule!r}")
         if self.dim > 2:
             raise ValueError(f"a regular grid serves d <= 2; this space has d = {self.dim}: use scores without a grid")
         bounds = np.asarray(ranges, dtype=np.float64).reshape(-1, 2) if np.size(ranges) else np.empty((0, 2))
@@ -178,13 +185,18 @@ class Euclidean(OutputSpace):
         counts = np.broadcast_to(np.asarray(n), (self.dim,))
         if not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) and c >= 2 for c in counts.tolist()):
             raise ValueError(f"n must be an integer >= 2 (or one an axis), got {n!r}")
-        axes = tuple(np.linspace(low, high, int(c)) for (low, high), c in zip(bounds, counts))
+        if rule == "trapezoid":
+            axes = tuple(np.linspace(low, high, int(c)) for (low, high), c in zip(bounds, counts))
+            axis_weights = [trapezoid_weights(axis) for axis in axes]
+        else:
+            steps = [(high - low) / int(c) for (low, high), c in zip(bounds, counts)]
+            axes = tuple(low + step * (np.arange(int(c)) + 0.5) for (low, _), step, c in zip(bounds, steps, counts))
+            axis_weights = [np.full(len(axis), step) for axis, step in zip(axes, steps)]
         if self.dim == 1:
-            return Grid.on_line(axes[0])
+            return Grid(axes, axes[0], axis_weights[0])
         mesh = np.meshgrid(*axes, indexing="ij")
         points = np.stack([m.ravel() for m in mesh], axis=-1)
-        weights = np.multiply.outer(*(trapezoid_weights(axis) for axis in axes)).ravel()
-        return Grid(axes, points, weights)
+        return Grid(axes, points, np.multiply.outer(*axis_weights).ravel())
 
     def find_modes(self, log_density: ArrayLike, grid: Grid, min_mass: float = 0.05) -> np.ndarray:
         log_p = np.asarray(log_density, dtype=np.float64)
@@ -192,7 +204,7 @@ class Euclidean(OutputSpace):
             raise ValueError(f"log_density must hold one value per grid node, shape {grid.shape}, got {log_p.shape}")
         if self.dim == 1:
             return line_modes(log_p.ravel(), grid.axes[0], min_mass)
-        return grid_modes(log_p.reshape(grid.shape), grid.axes, min_mass)
+        return grid_modes(log_p.reshape(grid.shape), grid.axes, min_mass, grid.weights.reshape(grid.shape))
 
 
 EUCLIDEAN_LINE = Euclidean(1)
@@ -282,7 +294,9 @@ def _merge_shallow_peaks(p: np.ndarray, basin: np.ndarray, labels: np.ndarray, n
     return owner
 
 
-def grid_modes(log_p: np.ndarray, axes: Sequence[np.ndarray], min_mass: float = 0.05) -> np.ndarray:
+def grid_modes(
+    log_p: np.ndarray, axes: Sequence[np.ndarray], min_mass: float = 0.05, weights: np.ndarray | None = None
+) -> np.ndarray:
     """The modes of a density on a 2-D grid (an image over ``axes``): peaks whose basin holds ``min_mass``.
 
     The 2-D reading of :func:`line_modes`. Every node climbs to its highest neighbour (of eight) until
@@ -292,9 +306,10 @@ def grid_modes(log_p: np.ndarray, axes: Sequence[np.ndarray], min_mass: float = 
     lower (a flat shoulder beside higher ground drains into it, as in 1-D). A peak whose pass to a
     higher one dips less than ``SHALLOW_DIP`` (a tenth) below it gives its basin to that peak: the
     ripples of a ridge across the grid's lines are not modes, though the grid must still resolve the
-    ridge's width. A basin's mass is its share of the trapezoidal integral. Returns the modes'
-    coordinates, shape ``(k, 2)``, in the order of their nodes. (On a circle's axis the first and
-    last nodes would be neighbours too: the padding below is where a periodic axis wraps.)
+    ridge's width. A basin's mass is its share of the integral, by ``weights`` (an image like
+    ``log_p``; trapezoidal weights on ``axes`` by default). Returns the modes' coordinates, shape
+    ``(k, 2)``, in the order of their nodes. (On a circle's axis the first and last nodes would be
+    neighbours too: the padding below is where a periodic axis wraps.)
     """
     _check_log_density(log_p, min_mass)
     n1, n2 = log_p.shape
@@ -331,8 +346,9 @@ def grid_modes(log_p: np.ndarray, axes: Sequence[np.ndarray], min_mass: float = 
         parent = grandparent
     peak_labels = labels.ravel()[parent]  # the plateau each node climbs to
     owner = _merge_shallow_peaks(p, peak_labels.reshape(n1, n2), labels, n_plateaus)
-    weights = np.multiply.outer(trapezoid_weights(axes[0]), trapezoid_weights(axes[1])).ravel()
-    mass = np.bincount(owner[peak_labels], weights=weights * p.ravel(), minlength=n_plateaus + 1)
+    if weights is None:
+        weights = np.multiply.outer(trapezoid_weights(axes[0]), trapezoid_weights(axes[1]))
+    mass = np.bincount(owner[peak_labels], weights=np.ravel(weights) * p.ravel(), minlength=n_plateaus + 1)
     mass /= mass.sum()
     found = []
     for label in range(1, n_plateaus + 1):
