@@ -118,3 +118,20 @@ def test_a_narrow_tilted_ridge_is_one_mode(n):
         stats.multivariate_normal(shifted, cov).logpdf(grid.points),
     )
     assert len(space.find_modes(two, grid)) == 2
+
+
+def test_midpoint_grid_is_exact_on_cells_and_second_order_elsewhere():
+    space = Euclidean(2)
+    grid = space.grid([(-20.0, 20.0), (-20.0, 20.0)], 200, rule="midpoint")
+    assert grid.shape == (200, 200) and np.all(np.abs(grid.points) < 20.0)
+    np.testing.assert_allclose(grid.axes[0][:2], [-19.9, -19.7])
+    tiles = (np.floor(grid.points / 10.0) @ [4, 1]) % 7  # a value per 10 x 10 tile, tile (i, j) from -2 to 1
+    i, j = np.meshgrid(np.arange(-2, 2), np.arange(-2, 2), indexing="ij")
+    assert grid.weights @ tiles == pytest.approx(100.0 * ((4 * i + j) % 7).sum(), rel=1e-14)
+    gaussian = stats.multivariate_normal([1.0, -2.0], [[9.0, 2.0], [2.0, 4.0]]).pdf(grid.points)
+    assert grid.weights @ gaussian == pytest.approx(1.0, abs=1e-6)
+    line = EUCLIDEAN_LINE.grid([(0.0, 1.0)], 4, rule="midpoint")
+    np.testing.assert_allclose(line.points, [0.125, 0.375, 0.625, 0.875])
+    np.testing.assert_allclose(line.weights, 0.25)
+    with pytest.raises(ValueError, match="rule must be"):
+        space.grid([(0, 1), (0, 1)], 5, rule="simpson")
