@@ -135,3 +135,27 @@ def test_midpoint_grid_is_exact_on_cells_and_second_order_elsewhere():
     np.testing.assert_allclose(line.weights, 0.25)
     with pytest.raises(ValueError, match="rule must be"):
         space.grid([(0, 1), (0, 1)], 5, rule="simpson")
+
+
+def test_a_shoulder_drains_through_its_own_exits():
+    """Tiles of a piecewise constant density: each shoulder hands its nodes to the equal nodes beside
+    it, not to another plateau's; every tile higher than all its neighbours is a mode."""
+    values = np.array(
+        [
+            [1, 0.6, 0.6, 0.2, 0.8, 0.2],
+            [1, 0.6, 0.6, 0.6, 1, 0.6],
+            [1, 0.8, 1, 0.2, 0.4, 0.4],
+            [0.2, 0.2, 0.4, 1, 0.8, 0.6],
+            [1, 0.8, 0.2, 0.4, 0.6, 0.2],
+            [0.4, 0.2, 0.2, 0.2, 0.4, 0.8],
+        ]
+    )
+    image = np.kron(values, np.ones((22, 22)))
+    axes = (np.arange(132.0), np.arange(132.0))
+    modes = grid_modes(np.log(image), axes, min_mass=0.0)
+    tiles = {(int(a) // 22, int(b) // 22) for a, b in modes}
+    # the plateau of 1s down column 0 (middle tile (1, 0)); (1, 4); (2, 2) with (3, 3), touching at a
+    # corner; (4, 0); and the 0.8 in the corner, above all its neighbours. The 0.8 at (0, 4) sits
+    # beside the 1 at (1, 4): a shoulder.
+    assert len(modes) == 5
+    assert tiles - {(2, 2), (3, 3)} == {(1, 0), (1, 4), (4, 0), (5, 5)} and tiles & {(2, 2), (3, 3)}

@@ -253,7 +253,8 @@ def _merge_shallow_peaks(p: np.ndarray, basin: np.ndarray, labels: np.ndarray, n
     dips less than ``SHALLOW_DIP`` below them give their basins to that peak (0-dimensional
     persistence: passes taken from the highest down, a union-find over the basins)."""
     height = np.zeros(n_plateaus + 1)
-    height[labels.ravel()] = p.ravel()  # each plateau's height (label 0, no plateau, stays 0)
+    top = labels.ravel() > 0
+    height[labels.ravel()[top]] = p.ravel()[top]  # each plateau's height (label 0, no plateau, stays 0)
     pairs, passes = [], []
     for di, dj in ((0, 1), (1, 0), (1, 1), (1, -1)):  # every pair of neighbouring nodes once
         rows = slice(0, basin.shape[0] - di)
@@ -333,17 +334,25 @@ def grid_modes(
     labels, n_plateaus = ndimage.label(is_top, structure=structure)
     equal = neighbour_values == p
     shoulders = np.unique(labels[is_top & (equal & ~around(is_top, True)).any(axis=0)])
-    draining = np.isin(labels, shoulders) & is_top
-    if draining.any():  # each shoulder node hands on to the nearest node its plateau drains through
-        exits = ~is_top & (equal & around(draining, False)).any(axis=0)
+    boxes = ndimage.find_objects(labels)
+    for shoulder in shoulders:  # each shoulder's nodes hand on to the nearest node it drains through
+        rows, columns = boxes[shoulder - 1]
+        rows = slice(max(rows.start - 1, 0), min(rows.stop + 1, n1))  # the box and the ring around it
+        columns = slice(max(columns.start - 1, 0), min(columns.stop + 1, n2))
+        inside = labels[rows, columns] == shoulder
+        level = p[rows, columns][inside][0]
+        exits = ndimage.binary_dilation(inside, structure) & ~inside & (p[rows, columns] == level)
+        exits &= ~is_top[rows, columns]  # its own exits only: equal nodes beside it with higher ground
         nearest = ndimage.distance_transform_edt(~exits, return_distances=False, return_indices=True)
-        parent[draining.ravel()] = np.ravel_multi_index(tuple(nearest[:, draining]), (n1, n2))
+        offset = np.array([rows.start, columns.start])[:, None]
+        parent[index[rows, columns][inside]] = np.ravel_multi_index(tuple(nearest[:, inside] + offset), (n1, n2))
 
     for _ in range(n1 * n2):  # pointer jumping: about log2(longest climb) rounds
         grandparent = parent[parent]
         if np.array_equal(grandparent, parent):
             break
         parent = grandparent
+    assert is_top.ravel()[parent].all(), "every climb ends on a peak"
     peak_labels = labels.ravel()[parent]  # the plateau each node climbs to
     owner = _merge_shallow_peaks(p, peak_labels.reshape(n1, n2), labels, n_plateaus)
     if weights is None:
