@@ -152,7 +152,7 @@ def test_a_shoulder_drains_through_its_own_exits():
     )
     image = np.kron(values, np.ones((22, 22)))
     axes = (np.arange(132.0), np.arange(132.0))
-    modes = grid_modes(np.log(image), axes, min_mass=0.0)
+    modes = grid_modes(np.log(image), axes)  # each basin must hold 5% of the mass: its own shoulders count
     tiles = {(int(a) // 22, int(b) // 22) for a, b in modes}
     # the plateau of 1s down column 0 (middle tile (1, 0)); (1, 4); (2, 2) with (3, 3), touching at a
     # corner; (4, 0); and the 0.8 in the corner, above all its neighbours. The 0.8 at (0, 4) sits
