@@ -56,6 +56,7 @@ from utilis.numerics import (
     sample_from_grid,
     sample_gaussian_mixture,
     sample_histogram,
+    sample_rows_from_grid,
 )
 from utilis.protocol import CheckedDensity, as_generator, broadcast_query, check_count, check_positive, finite_array
 from utilis.spaces import EUCLIDEAN_LINE, Euclidean, OutputSpace, event_batch_shape
@@ -661,6 +662,8 @@ def camera_relocalisation(
 # 4. Robot arm
 # =================================================================================================
 _GAUSS_NODES = 48  # Gauss-Legendre nodes per stretch of each axis: a peak spans 24 widths of one stretch
+_GAP_NODES = 16  # and per stretch of theta2 between and beside the peaks' (the rule's nodes crowd its ends)
+_SAMPLING_NODES = 1024  # nodes per stretch of the grids the sampler inverts (24 peak widths: 40 a width)
 _PEAK_WIDTHS = 12.0  # a stretch runs this many widths either side of a peak (exp(-72) of its height)
 _TAIL_FOLDS = 40.0  # where a peak lies beyond the box, a stretch at its edge holds this many e-folds
 
@@ -702,11 +705,14 @@ class RobotArm(ToyDataset):
     Gauss-Legendre quadrature placed around the inverse-kinematics solutions: in theta2, a stretch of
     ``_PEAK_WIDTHS`` peak widths either side of each solution (merged where they overlap), the width
     noise / sqrt(r'^2 + (|rho - r| + noise) L1 L2 / r) so that it holds at the fold r' = 0 and beyond
-    reach; in theta1, at each theta2 node, a stretch around the von Mises-shaped peak at
-    psi - alpha(theta2), of width noise / sqrt(rho r). Stretches end at the box's edges, where the
-    integrand is cut, so each rule integrates a smooth function; a peak beyond the box is integrated
-    over the stretch where its tail falls. Doubling the nodes changes log p(x) by far less than 1e-4
-    nats within the data and several noise widths beyond it (tested against a brute-force grid).
+    reach, and coarser rules over the rest of the box (where the shoulder angle of both solutions
+    falls outside its range, the mass moves to the box's corners); in theta1, at each theta2 node, a
+    stretch around the von Mises-shaped peak at psi - alpha(theta2), of width noise / sqrt(rho r).
+    Stretches end at the box's edges, where the integrand is cut, so each rule integrates a smooth
+    function; a peak beyond the box is integrated over the stretch where its tail falls. Over the data
+    this is exact to rounding (doubling every rule's nodes moves log p(x) by about 1e-13 nats,
+    ``benchmarks/bench_datasets.py``; a brute-force grid agrees to its own accuracy, tested); far
+    outside the workspace, where log p(x) is below about -100, it is approximate but finite.
 
     Attributes:
         lengths: (L1, L2). theta1_range, theta2_range: the box of joint angles. c: 1 where the elbow
@@ -813,8 +819,10 @@ class RobotArm(ToyDataset):
             return np.where(inside, self._log_likelihood(x, y[..., 0], y[..., 1]) - self._log_box, -np.inf)
 
     # ---- the quadrature ------------------------------------------------------------------------
-    def _theta2_nodes(self, x: np.ndarray, refine: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """theta2 nodes and log weights for m positions (m, 2): each (m, 2 * refine * _GAUSS_NODES)."""
+    def _theta2_stretches(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Where to integrate over theta2 for m positions (m, 2): the starts and ends of the two peaks'
+        stretches, each (m, 2), and of the three gaps before, between and after them, each (m, 3);
+        together they tile the box."""
         l1, l2 = self.lengths
         lo, hi = self.theta2_range
         with np.errstate(over="ignore"):
@@ -838,12 +846,33 @@ class RobotArm(ToyDataset):
         # where the two stretches overlap, one stretch over both, cut in two halves
         a = np.where(overlap[:, None], np.stack([merged_a, middle], axis=-1), a)
         b = np.where(overlap[:, None], np.stack([middle, merged_b], axis=-1), b)
+        # the rest of the box, before, between and after the stretches, with fewer nodes: where the
+        # shoulder angle of both solutions falls outside the box, the mass moves towards its corners
+        gap_a = np.stack([np.full(len(x), lo), b[:, 0], b[:, 1]], axis=-1)
+        gap_b = np.maximum(np.stack([a[:, 0], a[:, 1], np.full(len(x), hi)], axis=-1), gap_a)
+        return a, b, gap_a, gap_b
+
+    def _theta2_nodes(self, x: np.ndarray, refine: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """theta2 nodes and log weights for m positions (m, 2), over the whole box: each of shape
+        (m, refine * (2 * _GAUSS_NODES + 3 * _GAP_NODES))."""
+        a, b, gap_a, gap_b = self._theta2_stretches(x)
         nodes, log_weights = _gauss_legendre(a, b, refine * _GAUSS_NODES)  # (m, 2, n)
-        return nodes.reshape(len(x), -1), log_weights.reshape(len(x), -1)
+        gap_nodes, gap_log_weights = _gauss_legendre(gap_a, gap_b, refine * _GAP_NODES)  # (m, 3, n_gap)
+        return (
+            np.concatenate([nodes.reshape(len(x), -1), gap_nodes.reshape(len(x), -1)], axis=1),
+            np.concatenate([log_weights.reshape(len(x), -1), gap_log_weights.reshape(len(x), -1)], axis=1),
+        )
 
     def _log_inner(self, x: np.ndarray, theta2: np.ndarray, refine: int = 1) -> np.ndarray:
         """log of the integral over theta1 in the box of N(x; f(theta1, theta2), noise^2 I), for each
         theta2 node: x (m, 2), theta2 (m, N) -> (m, N)."""
+        a, b, log_likelihood = self._theta1_stretch(x, theta2)
+        theta1, log_weights = _gauss_legendre(a, b, refine * _GAUSS_NODES)  # (m, N, n)
+        return logsumexp_last(log_weights + log_likelihood(theta1))
+
+    def _theta1_stretch(self, x: np.ndarray, theta2: np.ndarray):
+        """For positions x (m, 2) and theta2 of shape (m, N): where the theta1 integrand lies, (a, b)
+        each (m, N), and log N(x; f(theta1, theta2), noise^2 I) as a function of theta1 (m, N, n)."""
         lo, hi = self.theta1_range
         with np.errstate(over="ignore"):
             rho, psi = np.hypot(x[:, 0], x[:, 1])[:, None], np.arctan2(x[:, 1], x[:, 0])[:, None]
@@ -856,14 +885,17 @@ class RobotArm(ToyDataset):
         with np.errstate(invalid="ignore", divide="ignore"):  # kappa = inf at a peak: fmax drops the NaN
             slope = np.fmax(kappa * np.abs(np.sin(np.clip(distance, 0.0, np.pi))), 1.0 / half)
         a, b = _stretch(centre, half, slope, lo, hi)
-        theta1, log_weights = _gauss_legendre(a, b, refine * _GAUSS_NODES)  # (m, N, n)
-        # |x - f|^2 = (rho - r)^2 + 4 rho r sin^2((theta1 - centre) / 2): one sine a node, not four
-        # trigonometric functions, and no cancellation where the peak is narrow
-        half_turn = np.sin(0.5 * (theta1 - centre[..., None]))
-        with np.errstate(over="ignore", invalid="ignore"):
-            squares = (rho - r)[..., None] ** 2 + (4 * rho * r)[..., None] * half_turn * half_turn
-        terms = log_weights - 0.5 * squares / self.noise**2 - np.log(2 * np.pi * self.noise**2)
-        return logsumexp_last(np.where(np.isnan(terms), -np.inf, terms))
+
+        def log_likelihood(theta1: np.ndarray) -> np.ndarray:
+            # |x - f|^2 = (rho - r)^2 + 4 rho r sin^2((theta1 - centre) / 2): one sine a node, not four
+            # trigonometric functions, and no cancellation where the peak is narrow
+            half_turn = np.sin(0.5 * (theta1 - centre[..., None]))
+            with np.errstate(over="ignore", invalid="ignore"):
+                squares = (rho - r)[..., None] ** 2 + (4 * rho * r)[..., None] * half_turn * half_turn
+            terms = -0.5 * squares / self.noise**2 - np.log(2 * np.pi * self.noise**2)
+            return np.where(np.isnan(terms), -np.inf, terms)
+
+        return a, b, log_likelihood
 
     def _log_x_integral(self, x: np.ndarray, refine: int = 1) -> np.ndarray:
         """log of the integral over the box of N(x; f(y), noise^2 I) dy, for x (m, 2): shape (m,)."""
@@ -890,22 +922,24 @@ class RobotArm(ToyDataset):
             return np.where(np.isneginf(log_px), -np.inf, log_joint - log_px)
 
     def _sample_conditional(self, x, n, rng, log_px):
-        # theta2 by inverting the cumulative trapezoid of its marginal on a fine grid over the stretches,
-        # then theta1 given theta2 the same way on a fine grid over its stretch
+        # theta2 by inverting the cumulative trapezoid of its marginal on a grid fine over the peaks'
+        # stretches and coarser over the gaps; then each draw's theta1 given its theta2 the same way,
+        # on a fine grid over the stretch where that theta1 lies
         out = np.empty((n, len(x), 2))
-        (a1, b1), fine = self.theta1_range, 1024
         for i in range(len(x)):
             point = x[i : i + 1]
-            nodes, _ = self._theta2_nodes(point)
-            grid = np.linspace(nodes.min(), nodes.max(), fine)[None, :]
-            log_marginal = self._log_inner(point, grid)[0]
+            a, b, gap_a, gap_b = (v[0] for v in self._theta2_stretches(point))
+            parts = [np.linspace(lo, hi, _SAMPLING_NODES) for lo, hi in zip(a, b)]
+            parts += [np.linspace(lo, hi, _SAMPLING_NODES // 8) for lo, hi in zip(gap_a, gap_b)]
+            theta2_grid = np.unique(np.concatenate(parts))
+            log_marginal = self._log_inner(point, theta2_grid[None])[0]
             if np.isneginf(log_marginal).all():
                 raise CannotSample(f"cannot sample: p(y | x) underflows at every node for x = {point[0]}")
-            theta2 = sample_from_grid(log_marginal, grid[0], rng.random(n))
-            theta1_grid = np.linspace(a1, b1, fine)
-            for j, t2 in enumerate(theta2):
-                log_density = self._log_likelihood(point, theta1_grid, np.full(fine, t2))
-                out[j, i, :] = sample_from_grid(log_density, theta1_grid, rng.random()), t2
+            theta2 = sample_from_grid(log_marginal, theta2_grid, rng.random(n))  # (n,)
+            lo1, hi1, log_likelihood = self._theta1_stretch(point, theta2[None])  # each (1, n)
+            theta1_grid = lo1[0, :, None] + (hi1 - lo1)[0, :, None] * np.linspace(0.0, 1.0, _SAMPLING_NODES)
+            out[:, i, 0] = sample_rows_from_grid(log_likelihood(theta1_grid[None])[0], theta1_grid, rng.random(n))
+            out[:, i, 1] = theta2
         return out
 
     @property

@@ -221,7 +221,7 @@ def test_score_in_the_plane():
     assert wrong["mode recall"] < 0.5 and wrong["KL"] > 0.5 and wrong["gap"] > 0.5
     # score shares its grids with the public functions, which give the same answers
     x = room.sample(2000, seed=4)[0][:20]
-    grid = room.y_space.grid(room.y_range, 200)
+    grid = room.y_space.grid(room.y_range, 200, rule="midpoint")
     assert np.mean(kl_divergence(room.truth, blob, x, grid)) == pytest.approx(wrong["KL"], rel=1e-12)
     diagonal = np.hypot(40.0, 40.0)
     modes = mode_recall_precision(room.truth, blob, x, grid, tolerance=0.02 * diagonal)

@@ -16,6 +16,7 @@ from utilis.numerics import (
     sample_gaussian_mixture,
     sample_histogram,
     sample_mvn_mixture,
+    sample_rows_from_grid,
 )
 
 
@@ -168,3 +169,12 @@ def test_isotropic_posterior_matches_scipy_and_stays_exact_far_out():
     weights = np.exp(log_isotropic_posterior(far, log_prior, means, 0.3))
     np.testing.assert_allclose(weights.sum(axis=-1), 1.0)
     assert weights[0, np.argmax(means[:, 0])] == 1.0
+
+
+def test_rows_from_grid_draw_as_one_grid_does():
+    rng = np.random.default_rng(3)
+    nodes = np.sort(rng.uniform(-3, 3, (4, 50)), axis=1)
+    log_density = -0.5 * (nodes - rng.normal(size=(4, 1))) ** 2 / 0.3
+    u = rng.random(4)
+    expected = [sample_from_grid(log_density[i], nodes[i], u[i : i + 1])[0] for i in range(4)]
+    np.testing.assert_allclose(sample_rows_from_grid(log_density, nodes, u), expected, rtol=1e-12)

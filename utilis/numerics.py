@@ -33,6 +33,7 @@ __all__ = [
     "sample_gaussian_mixture",
     "sample_histogram",
     "sample_mvn_mixture",
+    "sample_rows_from_grid",
 ]
 
 LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
@@ -220,8 +221,10 @@ def log_isotropic_posterior(x: ArrayLike, log_prior: ArrayLike, means: ArrayLike
 
     The vector form of :func:`log_gaussian_posterior` for components that share one isotropic sd:
     the squares enter as |x - m_c|^2 - |x - m_r|^2 = sum_j (m_rj - m_cj)((x_j - m_cj) + (x_j - m_rj))
-    against the component r nearest to x, so the weights stay exact however far x lies (the
-    difference of the means still decides where x - m rounds to one float for every component).
+    against the component r nearest to x, so the normaliser is never inf - inf and the weights stay
+    finite and sum to 1 however far x lies. The differences of the means decide while (x_j - m_cj) +
+    (x_j - m_rj) still tells the components apart; where x is so far out that it rounds to one float
+    for all of them (|x| near 1e16 times the means' spread), the prior decides instead.
     ``x`` has shape ``s + (d,)``, ``log_prior`` ``(K,)``, ``means`` ``(K, d)``. Returns ``s + (K,)``.
     """
     x = np.asarray(x, dtype=np.float64)[..., None, :]  # (..., 1, d) against the components (K, d)
@@ -296,3 +299,21 @@ def sample_from_grid(log_density: ArrayLike, nodes: np.ndarray, u: np.ndarray) -
     p = np.exp(log_density - log_density.max())
     cdf = np.concatenate([[0.0], np.cumsum(0.5 * (p[1:] + p[:-1]) * np.diff(nodes))])
     return np.interp(u * cdf[-1], cdf, nodes)
+
+
+def sample_rows_from_grid(log_density: ArrayLike, nodes: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """One inverse-CDF draw per row, as :func:`sample_from_grid` draws: row i of ``log_density`` (r, N)
+    is a density on the increasing ``nodes[i]`` (r, N), and ``u`` (r,) are uniform draws. Rows whose
+    density is 0 at every node raise :class:`CannotSample`."""
+    log_density = np.asarray(log_density, dtype=np.float64)
+    peak = log_density.max(axis=1, keepdims=True)
+    if not np.all(np.isfinite(peak)):
+        raise CannotSample("cannot sample: the density is 0 (or underflows) at every node of a grid")
+    p = np.exp(log_density - peak)
+    cdf = np.concatenate([np.zeros((len(p), 1)), np.cumsum(0.5 * (p[:, 1:] + p[:, :-1]) * np.diff(nodes), axis=1)], 1)
+    target = u * cdf[:, -1]
+    upper = np.clip((cdf < target[:, None]).sum(axis=1), 1, cdf.shape[1] - 1)  # the first node at or past it
+    rows = np.arange(len(p))
+    low, high = cdf[rows, upper - 1], cdf[rows, upper]
+    share = np.divide(target - low, high - low, out=np.zeros_like(target), where=high > low)
+    return nodes[rows, upper - 1] + share * (nodes[rows, upper] - nodes[rows, upper - 1])

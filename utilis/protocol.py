@@ -302,7 +302,8 @@ class CheckedDensity(ABC):
         except CannotSample as error:  # a kernel with nothing to sample from: say where
             raise CannotSample(f"{error}; x ranges over [{x_array.min()}, {x_array.max()}]") from error
         expected = (n, len(x_array)) + ((self.y_dim,) if self.y_dim > 1 else ())
-        assert out.shape == expected, f"_sample gave shape {out.shape}, not {expected}"
+        if out.shape != expected:  # the subclass's own bug, but a check that survives python -O
+            raise RuntimeError(f"{type(self).__name__}._sample gave shape {out.shape}, not {expected}")
         by_x = out.reshape(n, len(x_array), -1)  # (n, m, d_y), also for a scalar y
         if np.isnan(by_x).any():
             bad = x_array[np.isnan(by_x).any(axis=(0, 2))][0]
