@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _timing import best_time
 
-from generate_dataset import DATASETS, CameraRelocalisation, InvertedSinusoidMixture, LinearMixture
+from generate_dataset import SCALAR_DATASETS, CameraRelocalisation, InvertedSinusoidMixture, LinearMixture
 from utilis.density import log_joint_grid
 
 
@@ -43,7 +43,7 @@ def naive_joint(data, x, y):
 def main(n: int = 4000) -> None:
     print(f"joint p(x, y) on a {n} x {n} grid of each dataset's truth, best of 3, {os.cpu_count()} CPU cores")
     print(f"{'dataset':<10} {'ours s':>7} {'naive s':>8} {'ours non-finite':>16} {'naive 0/0 columns':>18}")
-    for name, make in DATASETS.items():
+    for name, make in SCALAR_DATASETS.items():
         data = make(seed=0)
         lo, hi = data.x_range
         x, y = np.linspace(2 * lo - hi, 2 * hi - lo, n), np.linspace(*data.y_range, n)

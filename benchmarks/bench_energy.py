@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from generate_dataset import DATASETS
+from generate_dataset import SCALAR_DATASETS
 from utilis.energy_utilis import OBJECTIVES, EnergyModel
 from utilis.mdn_utilis import MDN
 from utilis.metrics import bayes_gap, best_of_k_error
@@ -40,7 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 900])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--datasets", nargs="+", default=list(SCALAR_DATASETS), choices=list(SCALAR_DATASETS))
     parser.add_argument("--objectives", nargs="+", default=list(OBJECTIVES), choices=list(OBJECTIVES))
     parser.add_argument("--mdn", action="store_true", help="score the MDN beside it, in the same run")
     args = parser.parse_args()
@@ -57,7 +57,7 @@ def main() -> None:
         for n in args.sizes:
             results = {kind: {"gap": [], "se": [], "s": [], "best": [], "fine": []} for kind in kinds}
             for seed in args.seeds:
-                data = DATASETS[name](n_samples=round(n / 0.9), seed=seed)
+                data = SCALAR_DATASETS[name](n_samples=round(n / 0.9), seed=seed)
                 x, y, _ = data.sample(20_000, seed=10_000 + seed)
                 for kind in kinds:
                     model = MDN() if kind == "mdn" else EnergyModel(kind)

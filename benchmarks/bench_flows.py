@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from generate_dataset import DATASETS
+from generate_dataset import SCALAR_DATASETS
 from utilis.flow_utilis import FlowMatching, SplineFlow
 from utilis.metrics import bayes_gap
 
@@ -31,7 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 900])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--datasets", nargs="+", default=list(SCALAR_DATASETS), choices=list(SCALAR_DATASETS))
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--tight", type=float, default=1e-9, help="flow matching's reference tolerance")
     args = parser.parse_args()
@@ -46,7 +46,7 @@ def main() -> None:
             for kind in args.models:
                 gaps, errors, seconds, evaluation, differences, shifts, rows = [], [], [], [], [], [], []
                 for seed in args.seeds:
-                    data = DATASETS[name](n_samples=round(n / 0.9), seed=seed)
+                    data = SCALAR_DATASETS[name](n_samples=round(n / 0.9), seed=seed)
                     x, y, _ = data.sample(20_000, seed=10_000 + seed)
                     model = MODELS[kind]()
                     history = model.fit(data.x_train, data.y_train, progress=False, seed=seed)

@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _timing import best_time
 
-from generate_dataset import DATASETS, linear_mixture
+from generate_dataset import SCALAR_DATASETS, linear_mixture
 from utilis.density import log_joint_grid
 from utilis.gen_model_utilis import GenerativeModel
 from utilis.metrics import bayes_gap
@@ -30,7 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 900])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
+    parser.add_argument("--datasets", nargs="+", default=list(SCALAR_DATASETS))
     parser.add_argument("--networks", type=int, default=1, help="n_networks: 1, or an ensemble")
     parser.add_argument("--no-grid", action="store_true", help="skip the grid timing")
     args = parser.parse_args()
@@ -44,7 +44,7 @@ def main() -> None:
         for n in args.sizes:
             gaps, seconds, rows = [], [], []
             for seed in args.seeds:
-                data = DATASETS[name](n_samples=round(n / 0.9), seed=seed)
+                data = SCALAR_DATASETS[name](n_samples=round(n / 0.9), seed=seed)
                 model = GenerativeModel.for_dataset(data, n_networks=args.networks)
                 history = model.fit(data.x_train, data.y_train, data.c_train, progress=False, seed=seed)
                 x, y, _ = data.sample(20_000, seed=10_000 + seed)

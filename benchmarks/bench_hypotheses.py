@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from generate_dataset import DATASETS
+from generate_dataset import SCALAR_DATASETS
 from utilis.hypotheses_utilis import LOSSES, MultipleHypotheses
 from utilis.mdn_utilis import MDN
 from utilis.metrics import bayes_gap, best_of_k_error
@@ -44,7 +44,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 900])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
+    parser.add_argument("--datasets", nargs="+", default=list(SCALAR_DATASETS))
     parser.add_argument("--losses", nargs="+", default=list(LOSSES), choices=LOSSES)
     parser.add_argument("--no-mdn", action="store_true", help="skip the MDN beside them")
     args = parser.parse_args()
@@ -59,7 +59,7 @@ def main() -> None:
         for n in args.sizes:
             rows: dict[str, dict[str, list]] = {}
             for seed in args.seeds:
-                data = DATASETS[name](n_samples=round(n / 0.9), seed=seed)
+                data = SCALAR_DATASETS[name](n_samples=round(n / 0.9), seed=seed)
                 x, y, _ = data.sample(20_000, seed=10_000 + seed)
                 for loss in args.losses:
                     model = MultipleHypotheses(n_hypotheses=K, loss=loss)

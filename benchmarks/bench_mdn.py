@@ -17,7 +17,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from generate_dataset import DATASETS
+from generate_dataset import SCALAR_DATASETS
 from utilis.baselines import GaussianRegression
 from utilis.mdn_utilis import MDN
 from utilis.metrics import bayes_gap
@@ -28,7 +28,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 900])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
+    parser.add_argument("--datasets", nargs="+", default=list(SCALAR_DATASETS))
     parser.add_argument("--k", type=int, default=MDN().n_components, help="number of Gaussians")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
@@ -40,7 +40,7 @@ def main() -> None:
         for n in args.sizes:
             gaps, seconds, mse, oracle, rows = [], [], [], [], []
             for seed in args.seeds:
-                data = DATASETS[name](n_samples=round(n / 0.9), seed=seed)
+                data = SCALAR_DATASETS[name](n_samples=round(n / 0.9), seed=seed)
                 x, y, _ = data.sample(20_000, seed=10_000 + seed)
                 model = MDN(n_components=args.k)
                 history = model.fit(data.x_train, data.y_train, progress=False, seed=seed)
