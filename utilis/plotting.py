@@ -63,6 +63,11 @@ __all__ = [
 X_LABEL, Y_LABEL = "x (input)", "y (output)"
 
 
+def _component_colours(k: int) -> np.ndarray:
+    """The colour of each of k components c, one meaning throughout: tab10 up to ten, viridis beyond."""
+    return plt.get_cmap("tab10" if k <= 10 else "viridis")(np.arange(k) if k <= 10 else np.arange(k) / (k - 1))
+
+
 def plot_dataset(data, ax: Axes | None = None, split: str = "train", size: float = 6.0) -> Axes:
     """Scatter of a dataset's (x, y) points coloured by the component that generated each."""
     require_scalar(data, "plot_dataset")
@@ -71,7 +76,7 @@ def plot_dataset(data, ax: Axes | None = None, split: str = "train", size: float
     x, y, c = (getattr(data, f"{v}_{split}") for v in "xyc")
     ax = ax if ax is not None else plt.subplots(figsize=(5, 4), layout="constrained")[1]
     k = data.n_components
-    colours = plt.get_cmap("tab10" if k <= 10 else "viridis")(np.arange(k) / max(k - 1, 1) if k > 10 else np.arange(k))
+    colours = _component_colours(k)
     for component in range(k):
         keep = c == component
         ax.scatter(x[keep], y[keep], s=size, color=colours[component], alpha=0.6, linewidths=0,
@@ -498,7 +503,7 @@ def plot_responsibilities(model, data, ax: Axes | None = None, label: str = "mod
     responsibilities = model.component_posterior(data.x_train, data.y_train)
     k = responsibilities.shape[1]
     ax = ax if ax is not None else plt.subplots(figsize=(5, 4), layout="constrained")[1]
-    colours = plt.get_cmap("tab10" if k <= 10 else "viridis")(np.arange(k) if k <= 10 else np.arange(k) / (k - 1))
+    colours = _component_colours(k)
     owner = responsibilities.argmax(axis=1)
     ax.scatter(data.x_train, data.y_train, s=5, c=colours[owner], linewidths=0)
     agree = _label_agreement(owner, data.c_train, k)
@@ -772,11 +777,6 @@ def plot_conditional_image(
     ax.figure.colorbar(mesh, ax=ax, label="p(y | x*)", extend="max" if image.max() > vmax else "neither")
     ax.set(xlabel=labels[0], ylabel=labels[1], title=title or f"p(y | x*), x* = {_format_point(point[0])}")
     return ax
-
-
-def _component_colours(k: int) -> np.ndarray:
-    """The colour of each component c, as :func:`plot_dataset` draws them."""
-    return plt.get_cmap("tab10" if k <= 10 else "viridis")(np.arange(k) if k <= 10 else np.arange(k) / (k - 1))
 
 
 def plot_plane_points(

@@ -110,11 +110,6 @@ class OutputSpace(ABC):
     def find_modes(self, log_density: ArrayLike, grid: Grid, min_mass: float = 0.05) -> np.ndarray:
         """The modes of one density evaluated at ``grid.points``: shape ``(k,)`` or ``(k, dim)``."""
 
-    def batch_shape(self, values: np.ndarray, name: str) -> tuple[int, ...]:
-        """The batch shape of an array of points; ``ValueError`` naming both shapes if its event axis
-        does not match (for ``dim == 1`` there is no event axis and every axis is a batch axis)."""
-        return event_batch_shape(values, self.dim, name)
-
     def __eq__(self, other: object) -> bool:
         return type(self) is type(other) and self.dim == other.dim
 
