@@ -147,7 +147,7 @@ def run_one(dataset: str, n_train: int, seed: int, model_name: str) -> dict:
 
     torch.set_num_threads(1)
     from generate_dataset import DATASETS
-    from utilis.metrics import best_of_k_error, score
+    from utilis.metrics import best_of_k_error, fresh_seed, score
 
     row = {"dataset": dataset, "n_train": n_train, "seed": seed, "model": model_name}
     data = DATASETS[dataset](n_samples=round(n_train / 0.9), seed=seed)  # a tenth goes to data.x_test, unused
@@ -157,8 +157,8 @@ def run_one(dataset: str, n_train: int, seed: int, model_name: str) -> dict:
     if entry.fit is not None:
         entry.fit(model, data, seed)
     row["train_seconds"] = time.perf_counter() - start
-    scores = score(model, data, n_points=N_TEST, n_x=N_X, seed=10_000 + seed)
-    x, y, _ = data.sample(N_TEST, seed=10_000 + seed)  # the points score used
+    scores = score(model, data, n_points=N_TEST, n_x=N_X, seed=fresh_seed(seed))
+    x, y, _ = data.sample(N_TEST, seed=fresh_seed(seed))  # the points score used
     row.update(
         gap=scores["gap"], gap_stderr=scores["gap stderr"], bayes_floor=scores["Bayes floor"], kl=scores["KL"],
         mode_recall=scores["mode recall"], mode_precision=scores["mode precision"],

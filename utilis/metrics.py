@@ -42,6 +42,7 @@ from utilis.protocol import (
 from utilis.spaces import EUCLIDEAN_LINE, Grid, OutputSpace
 
 __all__ = [
+    "fresh_seed",
     "Gap",
     "ModeScores",
     "bayes_gap",
@@ -272,6 +273,15 @@ def ks_from_uniform(u: ArrayLike) -> float:
         raise ValueError("u must hold at least one value, got none")
     n = len(u)
     return float(max(np.max(np.arange(1, n + 1) / n - u), np.max(u - np.arange(n) / n)))
+
+
+def fresh_seed(seed: int) -> int:
+    """The seed of the fresh points a model trained on a dataset drawn from ``seed`` is scored on: ``10,000 +
+    seed``, a seed no dataset of the repository's runs is drawn from (they use 0 to 9,999), so the test
+    points are never the training points."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    return 10_000 + int(seed)
 
 
 def score(

@@ -30,6 +30,7 @@ from utilis.density import (
 from utilis.protocol import (
     ConditionalDensity,
     JointDensity,
+    check_count,
     check_inputs,
     finite_array,
     require_density,
@@ -57,6 +58,8 @@ __all__ = [
     "plot_point_predictions",
     "plot_responsibilities",
     "plot_samples",
+    "plot_samples_beside_truth",
+    "plot_training_curve",
     "plot_x_given_y",
 ]
 
@@ -137,7 +140,9 @@ def plot_conditionals(
     title: str | None = None,
     zoom: bool | None = None,
 ) -> np.ndarray:
-    """p(y | x*) at each x*, one panel each: every density's curve, and the data near x* as a histogram.
+    """p(y | x*) at each x*, one panel each: every density's curve, and the data near x*: a histogram
+    where its bins are no wider than the reference's tallest peak, else one tick per point on the y axis
+    (bins ten times wider than a needle would draw it as a low plateau).
 
     A density labelled "truth" is the reference: drawn as a wide grey band under the others (which
     are thin coloured lines on top, so both stay visible), and each panel is zoomed to the y interval
@@ -177,10 +182,13 @@ def plot_conditionals(
     for i, (ax, xs) in enumerate(zip(axes, x_star)):
         if data is not None:
             near = data.y_train[np.abs(data.x_train - xs) <= window]
-            if len(near):
-                bins = np.histogram_bin_edges(near, bins="auto")  # as fine as the points allow
-                ax.hist(near, bins=bins, density=True, color="0.85", zorder=1,
-                        label=f"training data with |x − x*| ≤ {window:.2g}")  # fmt: skip
+            nearby = f"training data with |x − x*| ≤ {window:.2g}"
+            bins = np.histogram_bin_edges(near, bins="auto") if len(near) > 1 else np.empty(0)
+            if len(bins) > 1 and bins[1] - bins[0] <= 2 * peaks[i][1]:  # bins no wider than the tallest peak
+                ax.hist(near, bins=bins, density=True, color="0.85", zorder=1, label=nearby)
+            elif len(near):  # bins wider than the peaks would flatten them: one tick per point instead
+                ax.plot(near, np.zeros_like(near), "|", color="0.45", markersize=12, zorder=4, clip_on=False,
+                        label=nearby)  # fmt: skip
         for label, values in curves.items():
             ax.plot(y, values[i], label=label, **styles[label])
         ax.set(xlabel=Y_LABEL, ylabel="p(y | x*)" if i == 0 else None, title=f"x* = {xs:.3g}", xlim=intervals[i])
@@ -552,6 +560,44 @@ def plot_samples(model: ConditionalDensity, data, n_x: int = 400, ax: Axes | Non
     ax.scatter(x, model.sample(x, 1, seed=rng)[0], s=5, color="C3", linewidths=0, label="samples from the model")
     ax.set(xlabel=X_LABEL, ylabel=Y_LABEL, title=f"{data.name}: samples", ylim=data.y_range)
     ax.legend(fontsize="small", markerscale=2)
+    return ax
+
+
+def plot_samples_beside_truth(
+    model: ConditionalDensity, data, label: str = "model", n_x: int = 600, seed: int = 0
+) -> np.ndarray:
+    """The first check a reader trusts: one y drawn from the truth and one from the model at each of
+    ``n_x`` training inputs, side by side over the training points (grey). Returns the two axes."""
+    require_scalar(model, "plot_samples_beside_truth")
+    model = require_density(model, "model")
+    rng = np.random.default_rng(seed)
+    x = rng.choice(data.x_train, size=min(check_count(n_x, "n_x"), len(data.x_train)), replace=False)
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True, sharey=True, layout="constrained")
+    for ax, (name, density, colour) in zip(axes, [("truth", data.truth, "black"), (label, model, MODEL_COLOURS[0])]):
+        ax.scatter(data.x_train, data.y_train, s=5, color="0.8", linewidths=0, label="training data")
+        ax.scatter(x, density.sample(x, 1, seed=rng)[0], s=5, color=colour, linewidths=0,
+                   label=f"one y ~ {name} p(y | x) per x")  # fmt: skip
+        ax.set(xlabel=X_LABEL, ylabel=Y_LABEL if ax is axes[0] else None, title=f"samples from the {name}",
+               ylim=data.y_range)  # fmt: skip
+        ax.legend(loc="upper left", markerscale=2.5, framealpha=0.9)
+    figure.suptitle(f"{data.name}: {label} samples beside the truth's, at {len(x)} training inputs")
+    return axes
+
+
+def plot_training_curve(
+    history, ax: Axes | None = None, title: str | None = None, ylabel: str = "loss (nats per point)"
+) -> Axes:
+    """A fit's loss per epoch on its training and validation splits (a :class:`utilis.training.History`),
+    and the epoch whose weights were kept."""
+    ax = ax if ax is not None else plt.subplots(figsize=(5, 3.4), layout="constrained")[1]
+    epochs = np.arange(len(history.train_loss))
+    ax.plot(epochs, history.train_loss, color="0.5", label="training loss")
+    ax.plot(epochs, history.val_loss, color=MODEL_COLOURS[0], label="validation loss")
+    if history.best_epoch >= 0:
+        ax.axvline(history.best_epoch, color="black", linestyle=":", linewidth=1,
+                   label=f"kept: epoch {history.best_epoch}")  # fmt: skip
+    ax.set(xlabel="epoch", ylabel=ylabel, title=title)
+    ax.legend()
     return ax
 
 
