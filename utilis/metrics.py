@@ -42,12 +42,12 @@ from utilis.protocol import (
 from utilis.spaces import EUCLIDEAN_LINE, Grid, OutputSpace
 
 __all__ = [
-    "fresh_seed",
     "Gap",
     "ModeScores",
     "bayes_gap",
     "best_of_k_error",
     "calibration_ranks",
+    "fresh_seed",
     "kl_divergence",
     "ks_from_uniform",
     "mode_recall_precision",
