@@ -73,8 +73,13 @@ def test_conditionals(data):
     axes = plot_conditionals({"truth": data.truth, "again": data.truth}, x_star, y, data=data, window=2.0)
     assert len(axes) == 2
     for ax, xs in zip(axes, x_star):
-        lines = ax.get_lines()
+        ticks, *lines = ax.get_lines()
         assert [line.get_label() for line in lines] == ["truth", "again"]
+        # the linear set's peaks (sd about 0.06) are narrower than any histogram's bins over 300 points:
+        # the nearby training y are drawn one tick each, where they are
+        near = data.y_train[np.abs(data.x_train - xs) <= 2.0]
+        assert ticks.get_label().startswith("training data") and not ax.patches
+        np.testing.assert_array_equal(ticks.get_xdata(), near)
         # the truth is a wide band under the model's thin line: both visible
         assert lines[0].get_linewidth() == TRUTH_STYLE["linewidth"] > lines[1].get_linewidth()
         assert lines[0].get_zorder() < lines[1].get_zorder()
@@ -84,7 +89,10 @@ def test_conditionals(data):
         inside = (y >= lo) & (y <= hi)
         assert np.trapezoid(lines[0].get_ydata()[inside], y[inside]) > 0.995
         assert hi - lo < y[-1] - y[0]
-    assert any(len(ax.patches) for ax in axes)  # the nearby data's histogram
+    # the camera's flat cells are wider than the bins: there the nearby data is a histogram
+    camera = DATASETS["camera"](n_samples=3000, seed=0)
+    wide = plot_conditionals({"truth": camera.truth}, [0.3], np.linspace(*camera.y_range, 2000), data=camera)
+    assert len(wide[0].patches) > 1 and wide[0].get_lines()[0].get_label() == "truth"
     figure = axes[0].figure
     assert len(figure.legends) == 1 and not any(ax.get_legend() for ax in axes)  # one legend, outside the panels
     # the linear set's peaks (sd about 0.06) are needles on its y range: a second row zooms on them
