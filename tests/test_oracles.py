@@ -145,3 +145,16 @@ def test_oracles_refuse_what_they_cannot_integrate():
         BestSingleGaussian(room.truth, np.linspace(-1.0, 1.0, 5))
     with pytest.raises(ValueError, match="scalar y; this truth's y lives in Euclidean"):
         BinnedTruth(room.truth, np.linspace(-1.0, 1.0, 5))
+
+
+@pytest.mark.parametrize("make", [linear_mixture, robot_arm], ids=["line", "plane"])
+def test_the_oracles_threaded_blocks_match_one_thread_to_the_bit(make, monkeypatch):
+    data = make(n_samples=300, seed=0)
+    oracles = [BestSingleGaussian.for_dataset(data, n_grid=None if data.y_space.dim == 1 else 40)]
+    if data.y_space.dim == 1:
+        oracles.append(BinnedTruth(data.truth, np.linspace(*data.y_range, 21)))
+    x, y = data.x_train, data.y_train  # 270 inputs: two blocks or more for each oracle
+    threaded = [oracle.log_prob(y, x) for oracle in oracles]
+    monkeypatch.setattr("utilis.oracles.os.cpu_count", lambda: 1)
+    for oracle, expected in zip(oracles, threaded):
+        np.testing.assert_array_equal(oracle.log_prob(y, x), expected)
