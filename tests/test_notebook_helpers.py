@@ -71,6 +71,14 @@ def test_samples_beside_truth(datasets):
         # the samples are drawn at training inputs, inside the data's range
         assert np.isin(samples.get_offsets()[:, 0], sinusoid.x_train).all()
     assert "samples from the again" in axes[1].get_title()
+    # one legend, below the panels, where it covers no points
+    (legend,) = axes[0].figure.legends
+    assert not any(ax.get_legend() for ax in axes)
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "training data", "one y ~ truth p(y | x) per x", "one y ~ again p(y | x) per x"]  # fmt: skip
+    axes[0].figure.canvas.draw()
+    legend_box, panel_box = legend.get_window_extent(), axes[0].get_window_extent()
+    assert legend_box.y1 < panel_box.y0
     with pytest.raises(ValueError, match="n_x"):
         plot_samples_beside_truth(sinusoid.truth, sinusoid, n_x=0)
     arm = DATASETS["robot_arm"](n_samples=200, seed=0)

@@ -1,9 +1,10 @@
 """Plot helpers: right axes and values, composable (no plt.show), bad input refused."""
 
+import matplotlib.colors
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-from matplotlib.collections import QuadMesh
+from matplotlib.collections import PathCollection, PolyCollection, QuadMesh
 from scipy import stats
 
 from generate_dataset import DATASETS
@@ -11,17 +12,23 @@ from utilis.density import log_conditional_grid
 from utilis.plotting import (
     TRUTH_STYLE,
     _label_agreement,
+    _match_components,
     plot_arm,
     plot_bayesian_network,
     plot_conditional_image,
     plot_conditionals,
     plot_dataset,
     plot_floor_plan,
+    plot_flow_map,
+    plot_flow_paths,
     plot_heatmap,
     plot_mixture_parameters,
     plot_model_vs_truth,
     plot_plane_points,
+    plot_point_predictions,
+    plot_responsibilities,
     plot_x_given_y,
+    plot_x_residuals,
 )
 from utilis.spaces import Euclidean
 
@@ -146,6 +153,28 @@ def test_mixture_parameters_show_the_active_components(data):
     assert "2 of 5" in axes[0].get_title()
     assert "$\\pi_k(x)$" in axes[0].get_ylabel()
     assert len({tuple(line.get_color()) for line in axes[0].get_lines()}) == 2  # distinct colours
+    data_colours = {matplotlib.colors.to_rgba(f"C{i}") for i in range(10)}  # plot_dataset's classes
+    assert not {tuple(line.get_color()) for line in axes[0].get_lines()} & data_colours
+
+
+def test_point_predictions_draw_each_answer_over_the_truth_mean(data):
+    x = np.linspace(*data.x_range, 50)
+    ax = plot_point_predictions({"a": np.zeros_like(x), "b": np.ones_like(x)}, data, x)
+    assert [line.get_label() for line in ax.get_lines()] == ["true E[y | x]", "a", "b"]
+    assert ax.get_legend() is not None
+    assert plot_point_predictions({"a": np.zeros_like(x)}, data, x, legend=False).get_legend() is None
+
+
+def test_mixture_parameters_grey_out_the_components_below_the_highlight(data):
+    def mixture(x):  # one component that dominates, two that weigh 10% each
+        weights = np.column_stack([np.full_like(x, 0.8), np.full_like(x, 0.1), np.full_like(x, 0.1)])
+        return weights, np.outer(x, np.arange(3.0)), np.ones((len(x), 3))
+
+    axes = plot_mixture_parameters(mixture, data, np.linspace(*data.x_range, 30), highlight=0.5)
+    assert len(axes[0].get_lines()) == 1 and "1 of 3" in axes[0].get_title()
+    grey = matplotlib.colors.to_rgba("0.45")
+    greys = [line for line in axes[1].get_lines() if matplotlib.colors.to_rgba(line.get_color()) == grey]
+    assert greys and "2 more" in axes[1].get_title()
 
 
 def test_label_agreement_ignores_the_names_of_components():
@@ -185,6 +214,48 @@ def test_x_given_y_bands(data):
     for c, line in enumerate(lines):  # the line is the mean of x along y: x = y + c
         np.testing.assert_allclose(line.get_xdata(), line.get_ydata() + c)
         assert line.get_ydata().min() == pytest.approx(data.y_train[data.c_train == c].min())
+
+
+def test_x_residuals_band_at_the_scale_of_the_noise(data):
+    model = LineModel()
+    model.n_components = data.n_components
+    ax = plot_x_residuals(model, data, bands=2.0)
+    bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    points = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert len(bands) == len(points) == data.n_components
+    for band in bands:  # ± 2 sd around 0, sd 0.5
+        np.testing.assert_allclose(np.abs(band.get_paths()[0].vertices[:, 0]).max(), 1.0)
+    for c, scatter in enumerate(points):  # each point's x minus the mean x = y + c
+        keep = data.c_train == c
+        np.testing.assert_allclose(scatter.get_offsets()[:, 0], data.x_train[keep] - data.y_train[keep] - c)
+
+
+def test_match_components_pairs_found_with_true():
+    true = np.array([0, 0, 1, 1, 2, 2, 2])
+    match = _match_components(np.array([2, 2, 0, 0, 1, 1, 0]), true, 3)
+    np.testing.assert_array_equal(match, [1, 2, 0])  # found 0 is mostly true 1, found 1 true 2, found 2 true 0
+
+
+class PermutedLabels:
+    """A model whose components are the true classes under a permutation: what training without labels finds."""
+
+    def __init__(self, data, permutation):
+        self.data, self.permutation = data, np.asarray(permutation)
+
+    def component_posterior(self, x, y):
+        return np.eye(len(self.permutation))[self.permutation[self.data.c_train]]
+
+
+def test_responsibilities_drawn_in_the_matched_class_colours(data):
+    permutation = np.roll(np.arange(data.n_components), 1)  # true c is found as component c + 1
+    ax = plot_responsibilities(PermutedLabels(data, permutation), data)
+    colours = plt.get_cmap("tab10")(np.arange(data.n_components))
+    for component, scatter in enumerate(ax.collections):
+        true = int(np.flatnonzero(permutation == component)[0])
+        np.testing.assert_allclose(scatter.get_facecolors()[0], colours[true])
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[0] == f"model's 0 (true c = {np.flatnonzero(permutation == 0)[0]})"
+    assert "100%" in ax.get_title()
 
 
 class PlaneGaussian:
@@ -308,3 +379,43 @@ def test_plane_points(arm):
         plot_plane_points(arm.y_train, arm.c_train[:-1])
     with pytest.raises(ValueError, match="names must name each of the 2 components, got 1"):
         plot_plane_points(arm.y_train, arm.c_train, names=["one"])
+
+
+class _ShiftedGaussianFlow:
+    """A flow with a closed form, y = x + 0.5 z: its map, density and straight paths from z to y."""
+
+    dim = 1
+
+    def push_forward(self, x, z):
+        return np.asarray(x)[None, :] + 0.5 * np.asarray(z)[:, None]
+
+    def log_prob(self, y, x):
+        return stats.norm.logpdf(y, loc=x, scale=0.5)
+
+    def trajectories(self, x, z, times):
+        return np.asarray(times)[:, None] * (x + 0.5 * np.asarray(z))[None, :] + (1 - np.asarray(times))[:, None] * z
+
+
+def test_flow_map_draws_the_map_its_density_and_the_base(data):
+    flow, x_star = _ShiftedGaussianFlow(), [1.0, 3.0]
+    maps = plot_flow_map(flow, data, x_star, label="toy flow", n_z=300)
+    figure = maps[0].get_figure(root=True)  # each x* is a subfigure of it
+    assert len(maps) == 2 and len(figure.legends) == 1 and not any(ax.get_legend() for ax in figure.axes)
+    for map_ax, xs in zip(maps, x_star):
+        (line,) = map_ax.get_lines()
+        np.testing.assert_allclose(line.get_ydata(), xs + 0.5 * line.get_xdata())
+        side = next(ax for ax in figure.axes if ax is not map_ax and ax.get_shared_y_axes().joined(ax, map_ax))
+        truth, model = side.get_lines()  # p(y | x*) on its side: density along x, y along y
+        assert truth.get_linewidth() == TRUTH_STYLE["linewidth"] > model.get_linewidth()
+        np.testing.assert_allclose(model.get_xdata(), stats.norm.pdf(model.get_ydata(), xs, 0.5))
+        np.testing.assert_allclose(truth.get_xdata(), np.exp(data.log_prob(truth.get_ydata(), xs)))
+
+
+def test_flow_paths_run_from_the_base_to_y(data):
+    axes = plot_flow_paths(_ShiftedGaussianFlow(), data, [1.0, 3.0], n_paths=10)
+    assert len(axes) == 2 and len(axes[0].figure.legends) == 1 and not any(ax.get_legend() for ax in axes)
+    for ax, xs in zip(axes, [1.0, 3.0]):
+        paths = [line for line in ax.get_lines() if len(line.get_xdata())]
+        assert len(paths) == 10
+        starts, ends = (np.array([line.get_ydata()[i] for line in paths]) for i in (0, -1))
+        np.testing.assert_allclose(ends, xs + 0.5 * starts)

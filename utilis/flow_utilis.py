@@ -619,7 +619,7 @@ class FlowMatching(_FlowModel):
     @torch.no_grad()
     def _sample(self, x: np.ndarray, n: int, rng: np.random.Generator, x_z: np.ndarray) -> np.ndarray:
         z = rng.standard_normal((n, len(x))).ravel()
-        x_flat = np.broadcast_to(x_z, (n, len(x))).ravel()
+        x_flat = np.tile(x_z, n)  # (n len(x),), sample-major; a copy: torch warns on a read-only view
         samples = self._solves(z, x_flat, (self.atol, self.rtol), lambda flow, z: flow.transform.inv(z))
         return samples.reshape(n, len(x))
 

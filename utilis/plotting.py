@@ -61,6 +61,7 @@ __all__ = [
     "plot_samples_beside_truth",
     "plot_training_curve",
     "plot_x_given_y",
+    "plot_x_residuals",
 ]
 
 X_LABEL, Y_LABEL = "x (input)", "y (output)"
@@ -311,13 +312,19 @@ def plot_model_vs_truth(
     return axes
 
 
+IMAGE_ROWS = 800
+"""Rows of y in :func:`plot_overview`'s image of p(x, y): two per sd of the narrowest peak (the linear
+set's, 0.05 on a 20-unit axis), and more than the axes have pixels."""
+
+
 def plot_overview(data, x_star: ArrayLike, n_x: int = 400, n_y: int = 3000, min_mass: float = 0.05) -> plt.Figure:
     """One dataset at a glance, from its exact density.
 
     Top: the training points coloured by component, with E[y|x] (what squared-error regression
     learns) and the x* below marked; the true joint p(x, y). Middle: the true p(y | x*) at each x*,
     over the training points near x*. Bottom: how many modes p(y|x) has along x (peaks holding
-    ``min_mass``), over p(x) for where the data is.
+    ``min_mass``), over p(x) for where the data is. The joint's image has at most ``IMAGE_ROWS`` rows
+    of y (more than its axes have pixels); the curves and counts use all ``n_y``.
     """
     require_scalar(data, "plot_overview")
     x_star = np.atleast_1d(finite_array(x_star, "x_star"))
@@ -331,11 +338,14 @@ def plot_overview(data, x_star: ArrayLike, n_x: int = 400, n_y: int = 3000, min_
         scatter_ax.axvline(xs, color="0.4", lw=0.8, ls=":")
     outside = {"loc": "upper left", "bbox_to_anchor": (1.0, 1.0)} if data.n_components > 4 else {"loc": "best"}
     scatter_ax.legend(fontsize="small", markerscale=2, **outside)
-    plot_heatmap(log_joint_grid(data.truth, x_grid, y_grid), x_grid, y_grid, joint_ax, "true joint p(x, y)", "p(x, y)")
+    image_y = np.linspace(*data.y_range, min(n_y, IMAGE_ROWS))  # finer costs drawing time and shows nothing more
+    log_joint = log_joint_grid(data.truth, x_grid, image_y)
+    plot_heatmap(log_joint, x_grid, image_y, joint_ax, "true joint p(x, y)", "p(x, y)")
     plot_conditionals({"truth": data.truth}, x_star, y_grid, data=data, axes=middle.subplots(1, len(x_star)))
     middle.suptitle("true p(y | x*), over the training points near x*")
     modes_ax = bottom.subplots()
-    modes_ax.step(x_grid, count_modes(data.truth, x_grid, y_grid, min_mass), where="mid", color="C3")
+    # black: every tab10 colour may be a component's in the scatter above
+    modes_ax.step(x_grid, count_modes(data.truth, x_grid, y_grid, min_mass), where="mid", color="black")
     modes_ax.set(xlabel=X_LABEL, ylabel="modes of p(y | x)", xlim=data.x_range)
     modes_ax.yaxis.get_major_locator().set_params(integer=True)
     marginal_ax = modes_ax.twinx()
@@ -386,30 +396,60 @@ def plot_bayesian_network(edges: Sequence[tuple[str, str]], ax: Axes | None = No
 
 def plot_x_given_y(model, data, ax: Axes | None = None, bands: float = 2.0) -> Axes:
     """The model's p(x | y, c) over the training points: for each c its mean of x (a line along y) and a
-    band of ``bands`` standard deviations, over y where component c has data.
+    band of ``bands`` standard deviations, outlined, over y where component c has data.
 
     ``model`` needs ``x_mean_sd(y)`` returning the mean and sd of x for every component at each y.
+    A band narrower than the line's slope can show is seen in :func:`plot_x_residuals`.
     """
     ax = plot_dataset(data, ax, size=4.0)
-    colours = plt.get_cmap("tab10" if data.n_components <= 10 else "viridis")
+    colours = _component_colours(data.n_components)
+    for c, y, mean, sd in _x_given_y_curves(model, data):
+        ax.fill_betweenx(y, mean - bands * sd, mean + bands * sd, facecolor=(*colours[c][:3], 0.25),
+                         edgecolor=colours[c], linewidth=0.8)  # fmt: skip
+        ax.plot(mean, y, color="black", linewidth=0.8)
+    ax.set_title(f"{data.name}: the generative model's mean of x (black), ± {bands:g} sd, per component")
+    return ax
+
+
+def _x_given_y_curves(model, data, n_y: int = 300):
+    """(c, y, mean, sd) of p(x | y, c) for each component c, on ``n_y`` y where c has training data."""
     for c in range(data.n_components):
         y_c = data.y_train[data.c_train == c]
         if len(y_c) < 2:
             continue
-        y = np.linspace(y_c.min(), y_c.max(), 300)
+        y = np.linspace(y_c.min(), y_c.max(), n_y)
         mean, sd = (values[:, c] for values in model.x_mean_sd(y))
-        colour = colours(c / max(data.n_components - 1, 1) if data.n_components > 10 else c)
-        ax.fill_betweenx(y, mean - bands * sd, mean + bands * sd, color=colour, alpha=0.25, linewidth=0)
-        ax.plot(mean, y, color="black", linewidth=0.8)
-    ax.set_title(f"{data.name}: the generative model's mean of x, ± {bands:g} sd, per component")
+        yield c, y, mean, sd
+
+
+def plot_x_residuals(model, data, ax: Axes | None = None, bands: float = 2.0) -> Axes:
+    """Each training point's x minus the model's mean of x given its (y, c), along y, with the band of
+    ``bands`` sds around 0: the noise model at the scale of the noise, where a band too thin to see
+    beside a long line (:func:`plot_x_given_y`) shows its width and how the points fill it."""
+    ax = ax if ax is not None else plt.subplots(figsize=(4, 4), layout="constrained")[1]
+    colours = _component_colours(data.n_components)
+    for c, y, _, sd in _x_given_y_curves(model, data):
+        keep = data.c_train == c
+        residual = data.x_train[keep] - model.x_mean_sd(data.y_train[keep])[0][:, c]
+        ax.fill_betweenx(y, -bands * sd, bands * sd, facecolor=(*colours[c][:3], 0.2), edgecolor=colours[c],
+                         linewidth=0.8)  # fmt: skip
+        ax.scatter(residual, data.y_train[keep], s=4, color=colours[c], alpha=0.6, linewidths=0)
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.set(xlabel="x − the model's mean of x", ylabel=Y_LABEL, title=f"the same, minus the mean: ± {bands:g} sd")
     return ax
 
 
 def plot_network_and_fit(model, data) -> plt.Figure:
-    """A generative model's Bayesian network (``model.edges``) beside its p(x | parents) over the data."""
-    figure, (dag_ax, data_ax) = plt.subplots(1, 2, figsize=(10, 3.8), width_ratios=[1, 2.6], layout="constrained")
+    """A generative model's Bayesian network (``model.edges``) beside its p(x | parents) over the data,
+    and the points' residuals from its mean of x within the ± 2 sd band."""
+    figure, (dag_ax, data_ax, residual_ax) = plt.subplots(
+        1, 3, figsize=(13, 3.8), width_ratios=[0.9, 2.6, 1.3], layout="constrained"
+    )
     plot_bayesian_network(model.edges, dag_ax, title="its Bayesian network")
     plot_x_given_y(model, data, data_ax)
+    plot_x_residuals(model, data, residual_ax)
+    residual_ax.sharey(data_ax)
+    residual_ax.set_ylabel(None)
     return figure
 
 
@@ -444,11 +484,12 @@ def plot_against_truth(
 
 
 def plot_point_predictions(
-    predictions: Mapping[str, np.ndarray], data, x_grid: ArrayLike, ax: Axes | None = None
+    predictions: Mapping[str, np.ndarray], data, x_grid: ArrayLike, ax: Axes | None = None, legend: bool = True
 ) -> Axes:
     """Single-answer predictions along x (one line each) over the data in grey, with the true E[y | x] dashed.
 
     The data is grey here (not coloured by component) so that no model line shares a data class's colour.
+    ``legend``: draw the legend, outside the axes on the right (off for all but one panel of a row).
     """
     x = check_grid(x_grid, "x_grid")
     ax = ax if ax is not None else plt.subplots(figsize=(7, 4), layout="constrained")[1]
@@ -457,9 +498,20 @@ def plot_point_predictions(
     ax.plot(x, conditional_mean(data.truth, x, y_grid), color="black", ls="--", lw=1.2, label="true E[y | x]")
     for colour, (label, values) in zip(MODEL_COLOURS, predictions.items()):
         ax.plot(x, values, lw=1.6, color=colour, label=label)
-    ax.legend(fontsize="small", markerscale=3, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    if legend:
+        ax.legend(fontsize="small", markerscale=3, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set(xlabel=X_LABEL, ylabel=Y_LABEL, title=f"{data.name}: single answers of the baselines")
     return ax
+
+
+def _faded_line(ax: Axes, x: np.ndarray, values: np.ndarray, colour, strength: np.ndarray, levels: int = 8) -> None:
+    """A line whose opacity follows ``strength`` (0 to 1, one per x), in ``levels`` steps: one line per run
+    of equal step, so a long curve costs a few lines to draw, not one per point (slow on a log axis)."""
+    step = np.round(np.clip(strength, 0.0, 1.0) * levels).astype(int)  # 0 (below half a step): not drawn
+    starts = np.flatnonzero(np.diff(np.concatenate([[-1], step])))
+    for start, stop in zip(starts, np.append(starts[1:], len(x))):
+        if step[start]:  # each run overlaps the next by one point, so the line has no gaps
+            ax.plot(x[start : stop + 1], values[start : stop + 1], color=colour, alpha=step[start] / levels, lw=1.6)
 
 
 def plot_mixture_parameters(
@@ -469,36 +521,57 @@ def plot_mixture_parameters(
     axes: Sequence[Axes] | None = None,
     label: str = "MDN",
     active: float = 0.05,
+    highlight: float | None = None,
 ) -> np.ndarray:
     """A mixture's π_k(x), μ_k(x) (over the data) and σ_k(x) along x, as in Bishop's Figure 5.21.
 
     ``mixture(x)`` must return three arrays (len(x), K): weights, means and scales. Only the active
-    components (π_k(x) > ``active`` somewhere on the grid) are drawn, each in its own colour, and
-    every panel is weighted by π: a mean or scale is drawn as strongly as its component weighs.
-    ``x_grid`` defaults to 400 points over the data's x range.
+    components are drawn: those whose π_k(x) exceeds ``active`` somewhere where p(x) has mass (at least
+    ``DIM_BELOW`` of its peak, where ``data`` knows p(x); elsewhere the panels are faded, as the heat
+    maps are). Every panel is weighted by π: a mean or scale is drawn as strongly as its component
+    weighs. The components are coloured in order along x from one sequential colormap (plasma), so no
+    model component shares a colour with a data component of :func:`plot_dataset` (tab10).
+    ``highlight``: where many components share the weight, only those whose π_k(x) exceeds it get a
+    colour and a weight curve; the other active ones are drawn in grey on the means and scales panels
+    (default: every active component in colour). ``x_grid`` defaults to 400 points over the data's x range.
     """
     x = check_grid(np.linspace(*data.x_range, 400) if x_grid is None else x_grid, "x_grid")
     weights, means, scales = mixture(x)
-    keep = np.flatnonzero(weights.max(axis=0) > active)
+    faded = np.zeros(len(x), dtype=bool)
+    if hasattr(data, "log_marginal_x"):  # what a model does where p(x) is ~0 counts in no score
+        log_px = np.asarray(data.log_marginal_x(x), dtype=np.float64)
+        faded = log_px < log_px.max() + np.log(DIM_BELOW)
+    counted = weights[~faded] if (~faded).any() else weights
+    keep = np.flatnonzero((counted > active).any(axis=0))
     keep = keep[np.argsort(np.argmax(weights[:, keep] > active, axis=0))]  # colours in order along x
-    colours = plt.get_cmap("tab10" if len(keep) <= 10 else "tab20")(np.arange(len(keep)) % 20)
+    highlight = active if highlight is None else highlight
+    grey = keep[~(counted[:, keep] > highlight).any(axis=0)]
+    keep = keep[(counted[:, keep] > highlight).any(axis=0)]
+    # indigo to pink-red: plasma's orange and yellow end would pass for tab10's orange (and yellow is unreadable)
+    colours = plt.get_cmap("plasma")(np.linspace(0.0, 0.6, len(keep)) if len(keep) > 1 else [0.0])
     if axes is None:
         axes = plt.subplots(1, 3, figsize=(14, 3.6), layout="constrained")[1]
     axes[1].scatter(data.x_train, data.y_train, s=3, color="0.8", linewidths=0)
+    for k in grey:  # under the coloured ones
+        for ax, values in ((axes[1], means[:, k]), (axes[2], scales[:, k])):
+            _faded_line(ax, x, values, "0.45", np.clip(weights[:, k] * 2, 0.0, 1.0))
     for colour, k in zip(colours, keep):
         strength = np.clip(weights[:, k] * 2, 0.0, 1.0)  # weight 0.5 and above at full strength
         axes[0].plot(x, weights[:, k], lw=1.3, color=colour)
         for ax, values in ((axes[1], means[:, k]), (axes[2], scales[:, k])):
-            ax.scatter(x, values, s=3, color=colour, alpha=strength, linewidths=0)
+            _faded_line(ax, x, values, colour, strength)
+    for ax in axes:
+        _dim_columns(ax, x, faded if faded.any() else None)
+        ax.set_xlim(x[0], x[-1])
     axes[0].set(xlabel=X_LABEL, ylabel=r"mixing weight $\pi_k(x)$", ylim=(0, 1.02),
-                title=f"{len(keep)} of {weights.shape[1]} components active (max π > {active:g})")  # fmt: skip
-    axes[1].set(
-        xlabel=X_LABEL, ylabel=r"mean $\mu_k(x)$", ylim=data.y_range, title=r"means, drawn as strongly as $\pi_k(x)$"
-    )
-    axes[2].set(
-        xlabel=X_LABEL, ylabel=r"scale $\sigma_k(x)$", yscale="log", title=r"scales, drawn as strongly as $\pi_k(x)$"
-    )
-    seen = scales[:, keep][weights[:, keep] > active]  # the scale axis spans the scales that weigh
+                title=f"{len(keep)} of {weights.shape[1]} components shown (π > {highlight:g})")  # fmt: skip
+    others = f"\n(grey: {len(grey)} more with π > {active:g})" if len(grey) else ""
+    axes[1].set(xlabel=X_LABEL, ylabel=r"mean $\mu_k(x)$", ylim=data.y_range,
+                title=r"means, drawn as strongly as $\pi_k(x)$" + others)  # fmt: skip
+    axes[2].set(xlabel=X_LABEL, ylabel=r"scale $\sigma_k(x)$", yscale="log",
+                title=r"scales, drawn as strongly as $\pi_k(x)$" + others)  # fmt: skip
+    drawn = np.concatenate([keep, grey])
+    seen = scales[:, drawn][weights[:, drawn] > active]  # the scale axis spans the scales that weigh
     if seen.size:
         axes[2].set_ylim(seen.min() / 1.5, seen.max() * 1.5)
     axes[0].figure.suptitle(f"{data.name}: the {label}'s mixture along x")
@@ -507,28 +580,43 @@ def plot_mixture_parameters(
 
 def plot_responsibilities(model, data, ax: Axes | None = None, label: str = "model") -> Axes:
     """The training points coloured by the component that a generative model gives each the most of,
-    argmax_c p(c | x, y): what its components found (``model.component_posterior(x, y)``)."""
+    argmax_c p(c | x, y): what its components found (``model.component_posterior(x, y)``).
+
+    Components found without labels come in any order: each is matched to the true class it shares
+    the most points with (:func:`_match_components`) and drawn in that class's colour, so the colours
+    mean what they mean in :func:`plot_dataset`; the legend names each pairing."""
     responsibilities = model.component_posterior(data.x_train, data.y_train)
     k = responsibilities.shape[1]
-    ax = ax if ax is not None else plt.subplots(figsize=(5, 4), layout="constrained")[1]
-    colours = _component_colours(k)
+    ax = ax if ax is not None else plt.subplots(figsize=(6.4, 4), layout="constrained")[1]
     owner = responsibilities.argmax(axis=1)
-    ax.scatter(data.x_train, data.y_train, s=5, c=colours[owner], linewidths=0)
+    match = _match_components(owner, data.c_train, k)
+    colours = _component_colours(k)
+    for component in range(k):
+        keep = owner == component
+        ax.scatter(data.x_train[keep], data.y_train[keep], s=5, color=colours[match[component]], linewidths=0,
+                   label=f"model's {component} (true c = {match[component]})")  # fmt: skip
     agree = _label_agreement(owner, data.c_train, k)
     title = f"{data.name}: {label}, points by argmax p(c | x, y)\n{agree:.0%} agree with the true labels"
     ax.set(xlabel=X_LABEL, ylabel=Y_LABEL, title=title)
+    ax.legend(title="component", fontsize="small", markerscale=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return ax
 
 
-def _label_agreement(found: np.ndarray, true: np.ndarray, k: int) -> float:
-    """The share of points whose found component matches the true one, under the best matching of
-    component names (the Hungarian algorithm: unlabelled components are found in any order)."""
+def _match_components(found: np.ndarray, true: np.ndarray, k: int) -> np.ndarray:
+    """The true class matched to each found component, shape (k,): the one-to-one matching that
+    maximises the points on which they agree (the Hungarian algorithm)."""
     from scipy.optimize import linear_sum_assignment
 
     counts = np.zeros((k, k))
     np.add.at(counts, (found, true), 1)
     rows, columns = linear_sum_assignment(-counts)
-    return float(counts[rows, columns].sum() / len(found))
+    return columns[np.argsort(rows)]
+
+
+def _label_agreement(found: np.ndarray, true: np.ndarray, k: int) -> float:
+    """The share of points whose found component matches the true one, under the best matching of
+    component names (:func:`_match_components`: unlabelled components are found in any order)."""
+    return float(np.mean(_match_components(found, true, k)[found] == true))
 
 
 def plot_forward_inverse(data, forward: np.ndarray, inverse: np.ndarray, y_grid: ArrayLike, x_grid: ArrayLike):
@@ -572,14 +660,17 @@ def plot_samples_beside_truth(
     model = require_density(model, "model")
     rng = np.random.default_rng(seed)
     x = rng.choice(data.x_train, size=min(check_count(n_x, "n_x"), len(data.x_train)), replace=False)
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True, sharey=True, layout="constrained")
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharex=True, sharey=True, layout="constrained")
+    handles = []
     for ax, (name, density, colour) in zip(axes, [("truth", data.truth, "black"), (label, model, MODEL_COLOURS[0])]):
-        ax.scatter(data.x_train, data.y_train, s=5, color="0.8", linewidths=0, label="training data")
-        ax.scatter(x, density.sample(x, 1, seed=rng)[0], s=5, color=colour, linewidths=0,
-                   label=f"one y ~ {name} p(y | x) per x")  # fmt: skip
+        grey = ax.scatter(data.x_train, data.y_train, s=5, color="0.8", linewidths=0, label="training data")
+        handles += [grey] if not handles else []
+        handles.append(ax.scatter(x, density.sample(x, 1, seed=rng)[0], s=5, color=colour, linewidths=0,
+                                  label=f"one y ~ {name} p(y | x) per x"))  # fmt: skip
         ax.set(xlabel=X_LABEL, ylabel=Y_LABEL if ax is axes[0] else None, title=f"samples from the {name}",
                ylim=data.y_range)  # fmt: skip
-        ax.legend(loc="upper left", markerscale=2.5, framealpha=0.9)
+    # One legend below the panels: inside either panel it would cover the points it describes.
+    figure.legend(handles=handles, loc="outside lower center", ncols=3, markerscale=2.5, frameon=False)
     figure.suptitle(f"{data.name}: {label} samples beside the truth's, at {len(x)} training inputs")
     return axes
 
@@ -713,7 +804,8 @@ def plot_energy_landscapes(models: Mapping[str, object], data, cap: float = 12.0
         image = ax.imshow(relative, origin="lower", extent=extent, aspect="auto", cmap="magma_r", vmin=0, vmax=cap)
         figure.colorbar(image, ax=ax, label="E(x, y) − min over y of E (nats)", extend="max")
         _dim_columns(ax, x, log_px < log_px.max() + np.log(DIM_BELOW))
-        ax.scatter(data.x_train, data.y_train, s=2, color="0.55", alpha=0.6, linewidths=0, label="training data")
+        # dark grey: it shows on the bright valley floors, where the data lie
+        ax.scatter(data.x_train, data.y_train, s=3, color="0.3", alpha=0.6, linewidths=0, label="training data")
         answers = model.minima(x_minima)
         others = np.array([(xs, a) for xs, found in zip(x_minima, answers) for a in found[1:]]).reshape(-1, 2)
         ax.scatter(x_minima, [found[0] for found in answers], s=16, color="C0", edgecolors="white", linewidths=0.6,
@@ -722,34 +814,46 @@ def plot_energy_landscapes(models: Mapping[str, object], data, cap: float = 12.0
                    label="other local minima (more answers)")  # fmt: skip
         ax.set(xlabel=X_LABEL, ylabel=Y_LABEL, xlim=data.x_range, ylim=data.y_range, title=label)
     _legend_below(figure, axes[0], ncols=3)
+    for handle in figure.legends[-1].legend_handles:  # the data's dots at a size a reader can see
+        handle.set_sizes([24])
     figure.suptitle(f"{data.name}: energy landscapes and their minima (faded: p(x) < {DIM_BELOW:g} of its peak)")
     return axes[0]
 
 
 def plot_flow_map(model, data, x_star: ArrayLike, label: str = "flow", n_z: int = 400) -> np.ndarray:
-    """What a flow is: left, its map y = T(z; x*) from the base variable z to y at each x*; right, the
-    base density N(0, 1) carried through it, beside the truth's p(y | x*) (dashed).
+    """What a flow is, at each x*: the map y = T(z; x*) from the base variable z to y, the base density
+    N(0, 1) under it, and beside it the density the map carries N(0, 1) to, the model's p(y | x*), over
+    the truth's. Where the map is flat, many z land on few y: a peak; where it is steep, a gap.
 
     ``model.push_forward(x, z)`` must give T(z; x) for base points z (n_z,) at inputs x: (n_z, len(x)).
+    Returns the map's axes, one per x*.
     """
     x_star = np.atleast_1d(finite_array(x_star, "x_star"))
     z = np.linspace(-3.5, 3.5, n_z)
     y = model.push_forward(x_star, z)  # (n_z, len(x*))
-    figure, (map_ax, density_ax) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
-    colours = MODEL_COLOURS[1:]
-    lo, hi = np.quantile(y, [0.001, 0.999])
-    grid = np.linspace(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo), 2000)
-    for i, (xs, colour) in enumerate(zip(x_star, colours)):
-        map_ax.plot(z, y[:, i], color=colour, lw=1.6, label=f"x* = {xs:.3g}")
-        density_ax.plot(grid, np.exp(model.log_prob(grid, xs)), color=colour, lw=1.4, label=f"{label}, x* = {xs:.3g}")
-        density_ax.plot(grid, np.exp(data.truth.log_prob(grid, xs)), color=colour, lw=1.0, ls="--", alpha=0.8)
-    map_ax.set(xlabel="base variable z ~ N(0, 1)", ylabel=Y_LABEL, title="the learned map y = T(z; x*)")
-    density_ax.plot([], [], color="0.3", ls="--", lw=1.0, label="truth (dashed)")
-    density_ax.set(xlabel=Y_LABEL, ylabel="p(y | x*)", title="N(0, 1) carried through the map")
-    map_ax.legend(fontsize="small", loc="upper left")
-    density_ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    figure.suptitle(f"{data.name}: the {label} as a map of the base density")
-    return np.asarray([map_ax, density_ax])
+    figure = plt.figure(figsize=(4.3 * len(x_star), 4.9), layout="constrained")
+    maps = []
+    for i, (panel, xs) in enumerate(zip(np.atleast_1d(figure.subfigures(1, len(x_star))), x_star)):
+        grid = panel.add_gridspec(2, 2, width_ratios=(3, 1.3), height_ratios=(3, 1))
+        map_ax = panel.add_subplot(grid[0, 0])
+        side_ax, base_ax = panel.add_subplot(grid[0, 1], sharey=map_ax), panel.add_subplot(grid[1, 0], sharex=map_ax)
+        map_ax.plot(z, y[:, i], color=MODEL_COLOURS[0], lw=1.6, label=f"{label}: the map, and its p(y | x*)")
+        lo, hi = y[:, i].min(), y[:, i].max()  # the y that z in [-3.5, 3.5] reach: all but 5e-4 of the mass
+        ys = np.linspace(lo, hi, 2000)
+        side_ax.plot(np.exp(data.truth.log_prob(ys, xs)), ys, label="truth p(y | x*)", **TRUTH_STYLE)
+        side_ax.plot(np.exp(model.log_prob(ys, xs)), ys, color=MODEL_COLOURS[0], lw=1.1, zorder=3)
+        base_ax.fill_between(z, np.exp(-0.5 * z**2) / np.sqrt(2 * np.pi), color="0.6", lw=0, label="base N(0, 1)")
+        map_ax.set(ylabel=Y_LABEL, title=f"x* = {xs:.3g}", ylim=(lo, hi))
+        map_ax.tick_params(labelbottom=False)
+        side_ax.set(xlabel="p(y | x*)")
+        side_ax.tick_params(labelleft=False)
+        base_ax.set(xlabel="base variable z", ylabel="p(z)", xlim=(z[0], z[-1]), ylim=(0, None))
+        maps.append(map_ax)
+        if i == 0:
+            handles = [h for ax in (map_ax, side_ax, base_ax) for h in ax.get_legend_handles_labels()[0]]
+    figure.legend(handles=handles, loc="outside lower center", ncols=3, fontsize="small", frameon=False)
+    figure.suptitle(f"{data.name}: the {label} maps the base density N(0, 1) onto p(y | x*)")
+    return np.asarray(maps)
 
 
 def plot_flow_paths(model, data, x_star: ArrayLike, label: str = "flow matching", n_paths: int = 40) -> np.ndarray:
@@ -761,7 +865,7 @@ def plot_flow_paths(model, data, x_star: ArrayLike, label: str = "flow matching"
     """
     x_star = np.atleast_1d(finite_array(x_star, "x_star"))
     z = np.quantile(np.random.default_rng(0).standard_normal(20_000), (np.arange(n_paths) + 0.5) / n_paths)
-    times = np.linspace(0.0, 1.0, 11)  # a solve per interval: the curves are smooth between
+    times = np.linspace(0.0, 1.0, 41)  # a solve per interval, each a few steps: drawn as smooth curves
     figure, axes = plt.subplots(1, len(x_star), figsize=(4.2 * len(x_star), 4), layout="constrained", squeeze=False)
     for ax, xs in zip(axes[0], x_star):
         states = model.trajectories(xs, z, times)
@@ -773,7 +877,7 @@ def plot_flow_paths(model, data, x_star: ArrayLike, label: str = "flow matching"
                          label="truth p(y | x*), on its side")  # fmt: skip
         ax.set(xlabel="time t (0: base, 1: data)", ylabel=Y_LABEL, title=f"x* = {xs:.3g}", xlim=(0, 1.27))
     axes[0][0].plot([], [], color=MODEL_COLOURS[1], lw=1.0, label=f"{label} paths from N(0, 1)")
-    axes[0][0].legend(fontsize="x-small", loc="upper left")
+    _legend_below(figure, axes[0])
     figure.suptitle(f"{data.name}: {label}, paths from noise to data")
     return axes[0]
 
