@@ -158,3 +158,16 @@ def test_the_oracles_threaded_blocks_match_one_thread_to_the_bit(make, monkeypat
     monkeypatch.setattr("utilis.oracles.os.cpu_count", lambda: 1)
     for oracle, expected in zip(oracles, threaded):
         np.testing.assert_array_equal(oracle.log_prob(y, x), expected)
+
+
+def test_edges_for_are_the_edges_a_fit_sets(data):
+    from utilis.baselines import BinnedClassifier
+
+    model = BinnedClassifier(n_bins=20, margin=0.2)
+    model.fit(data.x_train, data.y_train, seed=0, epochs=1, progress=False)
+    np.testing.assert_array_equal(BinnedClassifier.edges_for(data.y_train, 20, 0.2), model.bin_edges)
+    span = np.ptp(data.y_train)
+    edges = BinnedClassifier.edges_for(data.y_train)
+    assert len(edges) == 51 and np.isclose(edges[0], data.y_train.min() - 0.1 * span)
+    with pytest.raises(ValueError, match="y must be"):
+        BinnedClassifier.edges_for(np.zeros((3, 2)))

@@ -122,6 +122,18 @@ class BinnedClassifier(_SingleNetwork, HistogramDensity):
     def bin_edges(self) -> np.ndarray:
         return self.edges.cpu().numpy()
 
+    @staticmethod
+    def edges_for(y: ArrayLike, n_bins: int = 50, margin: float = 0.1) -> np.ndarray:
+        """The ``n_bins + 1`` edges a fit on training outputs ``y`` sets: equal bins over y's range widened
+        by ``margin`` of it on each side. What :class:`~utilis.oracles.BinnedTruth` needs to stand beside
+        a softmax over bins without training one."""
+        y = np.asarray(y, dtype=np.float64)
+        if y.ndim != 1 or not len(y) or not np.isfinite(y).all():
+            raise ValueError(f"y must be a non-empty 1-D array of finite outputs, got shape {y.shape}")
+        span = y.max() - y.min() or 1.0
+        lo, hi = y.min() - margin * span, y.max() + margin * span
+        return torch.linspace(lo, hi, check_count(n_bins, "n_bins", minimum=2) + 1, dtype=torch.float64).numpy()
+
     def forward(self, x: Tensor) -> torch.distributions.Categorical:
         """p(bin | x): a ``Categorical`` over the bins."""
         return torch.distributions.Categorical(logits=self.features(x))
@@ -133,9 +145,7 @@ class BinnedClassifier(_SingleNetwork, HistogramDensity):
 
     def _initialise(self, x: np.ndarray, y: np.ndarray) -> None:
         """The bins: ``n_bins`` equal ones over the training y widened by ``margin`` of its range on each side."""
-        span = y.max() - y.min() or 1.0
-        lo, hi = y.min() - self.margin * span, y.max() + self.margin * span
-        self.edges.copy_(torch.linspace(lo, hi, self.n_bins + 1, dtype=torch.float64))
+        self.edges.copy_(torch.from_numpy(self.edges_for(y, self.n_bins, self.margin)))
 
     def _train(self, x: np.ndarray, y: np.ndarray, **kwargs) -> History:
         """Train on the cross-entropy of each point's bin."""
