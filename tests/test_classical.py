@@ -20,7 +20,7 @@ def test_gmr_conditions_the_joint_by_bayes_rule(linear):
     """log p(y|x) = log p(x, y) - log p(x), both from the fitted joint mixture itself (scikit-learn's
     score_samples for the joint, the mixture's x-marginal written out with scipy)."""
     model = GaussianMixtureRegression(n_components=3).fit(linear.x_train, linear.y_train, seed=0)
-    mixture, (x_mean, x_sd, y_mean, y_sd) = model.mixture, model._scale
+    mixture, ((x_mean, y_mean), (x_sd, y_sd)) = model.mixture, (model._centre, model._spread)
     x, y = linear.x_test[:50], linear.y_test[:50]
     z = np.column_stack([(x - x_mean) / x_sd, (y - y_mean) / y_sd])
     log_joint = mixture.score_samples(z) - np.log(x_sd * y_sd)
@@ -111,3 +111,65 @@ def test_bad_options_and_not_fitted():
             model.log_prob(0.0, 0.0)
     with pytest.raises(ValueError, match="n_components=5 exceeds the 3 training points"):
         GaussianMixtureRegression(n_components=5).fit([0.0, 1.0, 2.0], [0.0, 1.0, 2.0])
+
+
+@pytest.mark.parametrize("name", ["robot_arm", "room"])
+def test_gmr_in_the_plane_conditions_the_joint_by_bayes_rule(name):
+    """For vector x and y: log p(y|x) = log p(x, y) - log p(x), the joint by scikit-learn's score_samples
+    and the x-block's marginal mixture by scipy's multivariate normal."""
+    data = DATASETS[name](n_samples=1500, seed=0)
+    model = GaussianMixtureRegression(n_components=6).fit(data.x_train, data.y_train, seed=0)
+    d_x = data.x_dim
+    assert (model.x_dim, model.y_space.dim) == (d_x, 2)
+    x, y = data.x_test[:40], data.y_test[:40]
+    centre, spread, mixture = model._centre, model._spread, model.mixture
+    z = (np.column_stack([x, y]) - centre) / spread
+    log_joint = mixture.score_samples(z) - np.log(spread).sum()
+    log_px = (
+        special.logsumexp(
+            [
+                np.log(w) + stats.multivariate_normal(m[:d_x], c[:d_x, :d_x]).logpdf(z[:, :d_x])
+                for w, m, c in zip(mixture.weights_, mixture.means_, mixture.covariances_)
+            ],
+            axis=0,
+        )
+        - np.log(spread[:d_x]).sum()
+    )
+    np.testing.assert_allclose(model.log_prob(y, x), log_joint - log_px, rtol=1e-8, atol=1e-8)
+    assert model.sample(x[:3], 7, seed=0).shape == (7, 3, 2)
+
+
+def test_gmr_blockwise_conditioning_is_the_scalar_formula(linear):
+    """The general block-wise conditioning, run on a scalar x and y, gives the scalar closed form."""
+    model = GaussianMixtureRegression(n_components=3).fit(linear.x_train, linear.y_train, seed=0)
+    x = np.quantile(linear.x_train, [0.05, 0.5, 0.95])
+    for scalar, general in zip(model._given_x(x), model._given_vector_x(x)):
+        np.testing.assert_allclose(general, scalar, rtol=1e-10, atol=1e-12)
+
+
+def test_gmr_vector_x_scalar_y_by_hand():
+    """One component over (x1, x2, y): the conditional is the Gaussian regression written out by hand."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4000, 2))
+    y = 1.5 * x[:, 0] - 0.5 * x[:, 1] + 0.3 * rng.normal(size=4000)
+    model = GaussianMixtureRegression(n_components=1, reg_covar=1e-12).fit(x, y, seed=0)  # no ridge on Σ
+    assert (model.x_dim, model.y_space.dim) == (2, 1)
+    joint = np.column_stack([x, y])
+    mean, cov = joint.mean(axis=0), np.cov(joint.T, bias=True)
+    query = np.array([[0.3, -1.2], [2.0, 0.5]])
+    gain = cov[2, :2] @ np.linalg.inv(cov[:2, :2])
+    mu = mean[2] + (query - mean[:2]) @ gain
+    sd = np.sqrt(cov[2, 2] - gain @ cov[:2, 2])
+    y_query = np.array([0.1, 2.4])
+    np.testing.assert_allclose(model.log_prob(y_query, query), stats.norm.logpdf(y_query, mu, sd), rtol=1e-9)
+
+
+def test_gmr_refuses_bad_shapes():
+    model = GaussianMixtureRegression(n_components=1)
+    with pytest.raises(ValueError, match=r"x must be 1-D \(n,\) or rows \(n, d\)"):
+        model.fit(np.zeros((5, 2, 2)), np.zeros(5))
+    with pytest.raises(ValueError, match="same number of points"):
+        model.fit(np.zeros((5, 2)), np.zeros(4))
+    model.fit(np.random.default_rng(0).normal(size=(50, 3)), np.random.default_rng(1).normal(size=(50, 2)))
+    with pytest.raises(ValueError, match=r"x must have shape \(\.\.\., 3\)"):
+        model.log_prob(np.zeros(2), np.zeros(2))

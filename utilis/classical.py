@@ -11,7 +11,9 @@ joint (x, y) by EM (scikit-learn's ``GaussianMixture``) and conditions it on x i
 
 Each component of the linear dataset is jointly Gaussian in (x, y), so with K = 3 this family holds
 that dataset's truth exactly; the sinusoid and the camera need many components to tile their curves
-and flat cells.
+and flat cells. For a vector x and y the same conditioning goes block-wise (Bishop, PRML eqs. 2.81-2.82):
+the weights use N(x; μ_x, Σ_xx), the means μ_y + Σ_yx Σ_xx⁻¹ (x − μ_x), the covariances
+Σ_yy − Σ_yx Σ_xx⁻¹ Σ_xy, passed on as Cholesky factors. The dimensions are those of the data it is fitted on.
 
 **The conditional kernel density estimate** (Rosenblatt 1969; Hyndman, Bashtannyk and Grunwald 1996)
 puts a product of Gaussian kernels on every training point and conditions on x:
@@ -50,7 +52,8 @@ from sklearn.mixture import GaussianMixture
 from utilis.mixtures import GaussianMixtureDensity
 from utilis.networks import check_fit_data
 from utilis.numerics import LOG_SQRT_2PI, log_gaussian_posterior, logsumexp_last, sample_categorical
-from utilis.protocol import CheckedDensity, NotFittedError, check_count, check_positive
+from utilis.protocol import CheckedDensity, NotFittedError, check_count, check_positive, finite_array
+from utilis.spaces import Euclidean
 
 __all__ = ["ConditionalKDE", "GaussianMixtureRegression"]
 
@@ -66,7 +69,8 @@ def _split(n: int, seed: int | None, fraction: float = 0.1) -> tuple[np.ndarray,
 
 
 class GaussianMixtureRegression(GaussianMixtureDensity):
-    """A Gaussian mixture over (x, y) fitted by EM, conditioned on x in closed form.
+    """A Gaussian mixture over (x, y) fitted by EM, conditioned on x in closed form; x and y scalars or
+    vectors of any dimension (x (n,) or (n, d_x), y (n,) or (n, d_y), each axis z-scored before EM).
 
     Args:
         n_components: K, or a sequence of candidate K among which ``fit`` chooses the one with the
@@ -94,12 +98,37 @@ class GaussianMixtureRegression(GaussianMixtureDensity):
         self._check_ready()
         return int(self.mixture.n_components)
 
+    @property
+    def x_dim(self) -> int:
+        """The dimension of x the fit saw (1 before a fit)."""
+        return self._x_dim
+
+    @property
+    def y_space(self) -> Euclidean:
+        """R^d for the d of the y the fit saw (the line before a fit)."""
+        return Euclidean(self._y_dim)
+
+    _x_dim, _y_dim = 1, 1
+
     def fit(self, x: ArrayLike, y: ArrayLike, *, seed: int | None = 0) -> GaussianMixtureRegression:
-        """Fit by EM (seeded), choosing K among the candidates by held-out likelihood if there are several."""
-        x, y = check_fit_data(x, y)
+        """Fit by EM (seeded), choosing K among the candidates by held-out likelihood if there are several.
+
+        ``x`` is (n,) or (n, d_x) and ``y`` (n,) or (n, d_y), in any dimensions: the joint is a mixture
+        over R^(d_x + d_y) with full covariances, and each axis is z-scored before EM."""
+        x, y = _columns(x, "x"), _columns(y, "y")
+        if len(x) != len(y):
+            raise ValueError(f"x and y must hold the same number of points, got {len(x)} and {len(y)}")
+        if len(x) < 2:
+            raise ValueError(f"fitting needs at least 2 points, got {len(x)}")
         seed = None if seed is None else check_count(seed, "seed", minimum=0)
-        self._scale = np.array([x.mean(), x.std() or 1.0, y.mean(), y.std() or 1.0])
-        points = np.column_stack([(x - self._scale[0]) / self._scale[1], (y - self._scale[2]) / self._scale[3]])
+        self._x_dim, self._y_dim = x.shape[1], y.shape[1]
+        points = np.column_stack([x, y])
+        columns = [np.ascontiguousarray(column) for column in points.T]  # each summed as a 1-D array
+        self._centre = np.array([column.mean() for column in columns])
+        self._spread = np.array([column.std() or 1.0 for column in columns])
+        points = (points - self._centre) / self._spread
+        x = x[:, 0] if self._x_dim == 1 else x
+        y = y[:, 0] if self._y_dim == 1 else y
         k_best = self.candidates[0]
         if len(self.candidates) > 1:
             val, train = _split(len(x), seed)
@@ -127,7 +156,10 @@ class GaussianMixtureRegression(GaussianMixtureDensity):
             raise NotFittedError("this GaussianMixtureRegression is not fitted yet: call fit(x, y) first")
 
     def _given_x(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        x_mean, x_sd, y_mean, y_sd = self._scale
+        if (self._x_dim, self._y_dim) != (1, 1):
+            return self._given_vector_x(x)
+        x_mean, y_mean = self._centre
+        x_sd, y_sd = self._spread
         mean, cov = self.mixture.means_, self.mixture.covariances_  # (K, 2), (K, 2, 2), z-scored
         sxx, syx, syy = cov[:, 0, 0], cov[:, 1, 0], cov[:, 1, 1]
         z = np.clip((x - x_mean) / x_sd, -1e150, 1e150)  # beyond, every square overflows alike
@@ -137,6 +169,52 @@ class GaussianMixtureRegression(GaussianMixtureDensity):
         means = np.clip(means, -1e300, 1e300)  # a slope times 1e150 sds: beyond float64 where it overflows
         sds = np.broadcast_to(y_sd * np.sqrt(np.maximum(syy - syx**2 / sxx, 1e-300)), log_w.shape)
         return log_w, means, sds
+
+    def _given_vector_x(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The block-wise conditioning of the joint, for any d_x and d_y (Bishop, PRML eqs. 2.81-2.82):
+
+        w_k(x) ∝ π_k N(x; μ_x, Σ_xx),  μ_{y|x} = μ_y + Σ_yx Σ_xx⁻¹ (x - μ_x),  Σ_{y|x} = Σ_yy - Σ_yx Σ_xx⁻¹ Σ_xy,
+
+        all in z-scored units, then scaled back per axis. Returns log w (m, K) and, for a scalar y, the
+        means and sds (m, K); else the means (m, K, d_y) and the Cholesky factors (m, K, d_y, d_y)."""
+        d_x = self._x_dim
+        x = x.reshape(len(x), d_x)
+        mean, cov = self.mixture.means_, self.mixture.covariances_  # (K, d), (K, d, d), z-scored
+        sxx, syx, syy = cov[:, :d_x, :d_x], cov[:, d_x:, :d_x], cov[:, d_x:, d_x:]
+        lxx = np.linalg.cholesky(sxx)  # (K, d_x, d_x)
+        # x beyond 1e100 sds: every distance is then astronomically large alike, and still finite
+        with np.errstate(over="ignore"):
+            z = np.clip((x - self._centre[:d_x]) / self._spread[:d_x], -1e100, 1e100)
+        offset = z[:, None, :] - mean[None, :, :d_x]  # (m, K, d_x)
+        whitened = np.linalg.solve(lxx[None], offset[..., None])[..., 0]  # L_xx⁻¹ (x - μ_x)
+        log_det = np.log(np.diagonal(lxx, axis1=-2, axis2=-1)).sum(-1)  # (K,)
+        logits = np.log(self.mixture.weights_) - log_det - 0.5 * np.einsum("mki,mki->mk", whitened, whitened)
+        log_w = logits - logits.max(axis=1, keepdims=True)
+        log_w -= logsumexp_last(log_w)[:, None]
+        gain = np.linalg.solve(sxx, np.swapaxes(syx, -1, -2)).swapaxes(-1, -2)  # Σ_yx Σ_xx⁻¹, (K, d_y, d_x)
+        y_centre, y_spread = self._centre[d_x:], self._spread[d_x:]
+        means = y_centre + y_spread * (mean[None, :, d_x:] + np.einsum("kij,mkj->mki", gain, offset))
+        conditional = syy - gain @ np.swapaxes(syx, -1, -2)  # (K, d_y, d_y)
+        conditional = y_spread[:, None] * conditional * y_spread[None, :]
+        conditional = 0.5 * (conditional + np.swapaxes(conditional, -1, -2))  # symmetric to the last bit
+        floor = 1e-300 if self._y_dim == 1 else 1e-12 * np.max(np.abs(conditional))
+        values, vectors = np.linalg.eigh(conditional)
+        conditional = np.einsum("kij,kj,klj->kil", vectors, np.maximum(values, floor), vectors)
+        if self._y_dim == 1:
+            sds = np.broadcast_to(np.sqrt(conditional[:, 0, 0]), log_w.shape)
+            return log_w, means[..., 0], sds
+        tril = np.broadcast_to(np.linalg.cholesky(conditional), (len(x), *conditional.shape))
+        return log_w, means, tril
+
+
+def _columns(values: ArrayLike, name: str) -> np.ndarray:
+    """Training ``x`` or ``y`` as rows (n, d): a 1-D array is one column."""
+    array = finite_array(values, name)
+    if array.ndim == 1:
+        return array[:, None]
+    if array.ndim != 2 or array.shape[1] < 1:
+        raise ValueError(f"{name} must be 1-D (n,) or rows (n, d), got shape {array.shape}")
+    return array
 
 
 class ConditionalKDE(CheckedDensity):

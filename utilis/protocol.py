@@ -279,8 +279,8 @@ class CheckedDensity(ABC):
 
     def log_prob(self, y: ArrayLike, x: ArrayLike) -> np.ndarray:
         """log p(y | x); ``y`` and ``x`` broadcast over their batch axes, and the result has that shape."""
+        self._check_ready()  # first: a model learns its dimensions from the data it is fitted on
         y_array, x_array, shape = broadcast_query(y, x, self.y_dim, self.x_dim)
-        self._check_ready()
         out = np.asarray(self._log_prob(y_array, x_array, *self._given_at(x_array)), dtype=np.float64)
         if out.shape != shape:
             out = np.broadcast_to(out, shape).copy()
@@ -295,8 +295,8 @@ class CheckedDensity(ABC):
         """``n`` draws of y from p(y | x) for each of m inputs: shape ``(n, m)``, or ``(n, m, d_y)`` for a
         vector y. x is a scalar or 1-D array where ``x_dim = 1``, else one point ``(x_dim,)`` or rows
         ``(m, x_dim)``."""
-        x_array, n, rng = check_inputs(x, "x", self.x_dim), check_count(n, "n"), as_generator(seed)
         self._check_ready()
+        x_array, n, rng = check_inputs(x, "x", self.x_dim), check_count(n, "n"), as_generator(seed)
         try:
             out = np.asarray(self._sample(x_array, n, rng, *self._given_at(x_array)), dtype=np.float64)
         except CannotSample as error:  # a kernel with nothing to sample from: say where
