@@ -155,3 +155,67 @@ def test_regression_is_trained_until_it_learns_the_conditional_mean(name):
     assert np.sqrt(np.mean(error**2)) < 0.1 * np.std(data.y_train)  # on average, close
     # and close at 95% of the x drawn from p(x); the rest sit where E[y|x] jumps within a noise width
     assert np.quantile(np.abs(error), 0.95) < 0.15 * np.std(data.y_train)
+
+
+# ---- vectors: full covariances ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def arm_mdn():
+    from generate_dataset import robot_arm
+
+    data = robot_arm(n_samples=600, seed=0)
+    model = MDN(n_components=4, hidden=16, x_dim=2, y_dim=2)
+    model.fit(data.x_train, data.y_train, seed=0, epochs=5, progress=False)
+    return data, model
+
+
+def test_full_covariance_mixture_matches_scipy(arm_mdn):
+    """log p(y|x) against sum_k w_k N(y; mu_k, L_k L_k^T) written out with scipy's multivariate normal, at
+    the mixture the network gives; the factors are lower-triangular with a diagonal above the floor."""
+    data, model = arm_mdn
+    x, y = data.x_test[:6], data.y_test[:6]
+    weights, means, tril = model.mixture(x)
+    assert weights.shape == (6, 4) and means.shape == (6, 4, 2) and tril.shape == (6, 4, 2, 2)
+    np.testing.assert_array_equal(np.triu(tril, k=1), 0.0)
+    floor = model.min_scale * model.scaling.y_sd.numpy()
+    assert (np.diagonal(tril, axis1=-2, axis2=-1) >= floor * (1 - 1e-6)).all()
+    expected = [
+        np.log(sum(w * stats.multivariate_normal(m, f @ f.T).pdf(point) for w, m, f in zip(*row)))
+        for point, *row in zip(y, weights, means, tril)
+    ]
+    # scipy factors L L^T again, which squares its condition number: agreement to 1e-6, not to the last bit
+    np.testing.assert_allclose(model.log_prob(y, x), expected, rtol=1e-6)
+    # the loss training uses (float32, torch) is the same density
+    with torch.no_grad():
+        torch_log_prob = model(torch.as_tensor(x)).log_prob(torch.as_tensor(y, dtype=torch.float32)).numpy()
+    np.testing.assert_allclose(torch_log_prob, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_full_covariance_components_start_spread_over_the_plane():
+    from generate_dataset import robot_arm
+
+    data = robot_arm(n_samples=600, seed=0)
+    model = MDN(n_components=6, hidden=16, x_dim=2, y_dim=2)
+    model.fit(data.x_train, data.y_train, seed=0, epochs=1, lr=1e-12, progress=False)  # barely moved
+    _, means, _ = model.mixture(data.x_train[:1])
+    lo, hi = data.y_train.min(axis=0), data.y_train.max(axis=0)
+    assert ((means[0] > lo) & (means[0] < hi)).all()  # inside the data's box
+    assert np.min(np.linalg.norm(means[0][:, None] - means[0][None], axis=-1) + 1e9 * np.eye(6)) > 0.05
+
+
+def test_vector_x_scalar_y_and_wrong_shapes():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(300, 3)), rng.normal(size=300)
+    model = MDN(n_components=2, hidden=8, x_dim=3)
+    model.fit(x, y, seed=0, epochs=2, progress=False)
+    assert (model.x_dim, model.y_space.dim) == (3, 1)
+    assert model.log_prob(y[:4], x[:4]).shape == (4,) and model.sample(x[:2], 5, seed=0).shape == (5, 2)
+    with pytest.raises(ValueError, match=r"x must have shape \(n, 3\) for this MDN \(x_dim=3\), got \(300, 2\)"):
+        model.fit(x[:, :2], y, progress=False)
+    with pytest.raises(ValueError, match=r"serves a scalar x and a scalar y.*build MDN\(x_dim=\.\.\., y_dim=\.\.\.\)"):
+        MDN().fit(x, y, progress=False)
+    with pytest.raises(ValueError, match=r"MDN\.modes searches a 1-D grid"):
+        model.modes(x[:1], np.linspace(-1, 1, 5))
+    with pytest.raises(ValueError, match="y_dim must be >= 1"):
+        MDN(y_dim=0)

@@ -112,19 +112,34 @@ def mlp(inputs: int, outputs: int, hidden: int, depth: int) -> nn.Sequential:
 
 
 class Standardiser(nn.Module):
-    """The training data's means and standard deviations of x and y, kept as buffers (in the state dict)."""
+    """The training data's means and standard deviations of x and y, kept as buffers (in the state dict).
 
-    def __init__(self):
+    A scalar variable keeps scalar statistics; a vector one (``x_dim`` or ``y_dim`` above 1) one per axis,
+    shape (d,), so that z-scoring is per axis, as ``Euclidean.standardise`` does it."""
+
+    def __init__(self, x_dim: int = 1, y_dim: int = 1):
         super().__init__()
-        for name, value in (("x_mean", 0.0), ("x_sd", 1.0), ("y_mean", 0.0), ("y_sd", 1.0)):
-            self.register_buffer(name, torch.tensor(value, dtype=torch.float64))
+        x_dim, y_dim = check_count(x_dim, "x_dim"), check_count(y_dim, "y_dim")
+        for name, value, dim in (
+            ("x_mean", 0.0, x_dim),
+            ("x_sd", 1.0, x_dim),
+            ("y_mean", 0.0, y_dim),
+            ("y_sd", 1.0, y_dim),
+        ):
+            self.register_buffer(name, torch.full(() if dim == 1 else (dim,), value, dtype=torch.float64))
 
     @torch.no_grad()
     def fit(self, x: np.ndarray, y: np.ndarray) -> None:
-        """Set the statistics from training data (a constant variable keeps a standard deviation of 1)."""
-        statistics = {"x_mean": x.mean(), "x_sd": x.std() or 1.0, "y_mean": y.mean(), "y_sd": y.std() or 1.0}
-        for name, value in statistics.items():
-            getattr(self, name).fill_(float(value))
+        """Set the statistics from training data, (n,) or (n, d) (a constant axis keeps a standard deviation of 1)."""
+        for prefix, values in (("x", x), ("y", y)):
+            mean, sd = getattr(self, f"{prefix}_mean"), getattr(self, f"{prefix}_sd")
+            if mean.ndim == 0:
+                mean.fill_(float(values.mean()))
+                sd.fill_(float(values.std() or 1.0))
+                continue
+            columns = [np.ascontiguousarray(column) for column in values.reshape(len(values), -1).T]
+            mean.copy_(torch.as_tensor([column.mean() for column in columns], dtype=torch.float64))
+            sd.copy_(torch.as_tensor([column.std() or 1.0 for column in columns], dtype=torch.float64))
 
     def z_x(self, x: Tensor) -> Tensor:
         """(x - mean) / sd as float32, clipped at +-``Z_LIMIT``."""
