@@ -25,12 +25,12 @@ import pytest
 import torch
 from scipy import integrate, stats
 
-from generate_dataset import DATASETS
+from generate_dataset import DATASETS, SCALAR_DATASETS
 from utilis.baselines import BinnedClassifier, GaussianRegression
 from utilis.classical import ConditionalKDE, GaussianMixtureRegression
 from utilis.density import log_conditional_grid, log_joint_grid, log_prob_on_grid
 from utilis.energy_utilis import EnergyModel
-from utilis.flow_utilis import FlowMatching, SplineFlow
+from utilis.flow_utilis import FlowMatching, NeuralSplineFlow, SplineFlow
 from utilis.gen_model_utilis import GenerativeModel
 from utilis.hypotheses_utilis import MultipleHypotheses
 from utilis.mdn_utilis import MDN
@@ -91,6 +91,10 @@ FACTORIES = {
     "mdn-linear": Factory("linear", lambda data: MDN(n_components=5, hidden=16), fit_plain),
     "mdn-sinusoid": Factory("sinusoid", lambda data: MDN(n_components=5, hidden=16), fit_plain),
     "mdn-camera": Factory("camera", lambda data: MDN(n_components=5, hidden=16), fit_plain),
+    "mdn-robot-arm": Factory("robot_arm", lambda data: MDN(5, 16, x_dim=data.x_dim, y_dim=2), fit_plain),
+    "mdn-room": Factory("room", lambda data: MDN(5, 16, x_dim=data.x_dim, y_dim=2), fit_plain),
+    "nsf-robot-arm": Factory("robot_arm", lambda data: NeuralSplineFlow(data.x_dim, 2, 4, 1, (16, 16)), fit_plain),
+    "nsf-room": Factory("room", lambda data: NeuralSplineFlow(data.x_dim, 2, 4, 1, (16, 16)), fit_plain),
     "spline-flow-camera": Factory("camera", lambda data: SplineFlow(bins=8, hidden=16), fit_plain),
     "flow-matching-sinusoid": Factory(
         "sinusoid", lambda data: FlowMatching(hidden=16, atol=1e-4, rtol=1e-4), fit_plain
@@ -399,6 +403,11 @@ def test_bad_training_data_raise(name):
     ]
     if isinstance(model, SERVE_VECTORS):  # any (n, d) is data; a third axis is not
         cases += [(x.reshape(len(x), -1, 1)[..., [0, 0]], y, r"x must be 1-D \(n,\) or rows \(n, d\)")]
+    elif data.x_dim > 1:  # a network built for these dimensions: any other is refused, naming the shape
+        cases += [
+            (x[:, :1], y, rf"x must have shape \(n, {data.x_dim}\) .*got \({len(x)}, 1\)"),
+            (x, y[:, :1], rf"y must have shape \(n, 2\) .*got \({len(y)}, 1\)"),
+        ]
     else:
         cases += [
             (np.stack([x, x], axis=1), y, r"x must be 1-D or a single column \(n, 1\), got shape"),
@@ -434,7 +443,9 @@ def test_a_dataset_is_not_a_conditional_density():
             call()
 
 
-@pytest.mark.parametrize("name", [name for name in MODELS if not name.startswith("gmr-")])
+@pytest.mark.parametrize(
+    "name", [name for name in MODELS if FACTORIES[name].dataset in SCALAR_DATASETS and not name.startswith("gmr-")]
+)
 def test_scalar_models_refuse_vector_data_saying_why(name):
     """Every family but those in ``SERVE_VECTORS`` serves a scalar x and y: planar data is refused with a
     reason, never flattened."""

@@ -289,3 +289,27 @@ def test_a_short_training_closes_most_of_the_gap(kind, bound):
     model.fit(data.x_train, data.y_train, progress=False, epochs=30)
     trained = bayes_gap(model, data.truth, x, y).gap
     assert trained < bound < start, (start, trained)
+
+
+def test_neural_spline_flow_is_zukos_flow_on_z_scored_y():
+    """log p(y|x) = log q(ỹ | x̃) - Σ log sd_y: zuko's NSF evaluated by hand on the z-scored data."""
+    from generate_dataset import robot_arm
+    from utilis.flow_utilis import NeuralSplineFlow
+
+    data = robot_arm(n_samples=400, seed=0)
+    model = NeuralSplineFlow(hidden=(16, 16), transforms=1, bins=4)
+    model.fit(data.x_train, data.y_train, seed=0, epochs=3, progress=False)
+    x, y = data.x_test[:7], data.y_test[:7]
+    s = model.scaling
+    x_z = (x - s.x_mean.numpy()) / s.x_sd.numpy()
+    y_z = (y - s.y_mean.numpy()) / s.y_sd.numpy()
+    with torch.no_grad():
+        context, values = (torch.as_tensor(v, dtype=torch.float32) for v in (x_z, y_z))
+        inner = model.flow(context).log_prob(values)
+    expected = inner.double().numpy() - np.log(s.y_sd.numpy()).sum()
+    np.testing.assert_allclose(model.log_prob(y, x), expected, rtol=1e-5, atol=1e-5)
+    assert (model.x_dim, model.y_space.dim) == (2, 2)
+    with pytest.raises(ValueError, match=r"y must have shape \(n, 2\) for this model \(y_dim=2\), got \(360,\)"):
+        model.fit(data.x_train, data.y_train[:, 0], progress=False)
+    with pytest.raises(ValueError, match="y_dim must be >= 2"):
+        NeuralSplineFlow(y_dim=1)
