@@ -101,6 +101,8 @@ FACTORIES = {
     ),
     "regression-linear": Factory("linear", lambda data: GaussianRegression(hidden=16), fit_plain),
     "regression-camera": Factory("camera", lambda data: GaussianRegression(hidden=16), fit_plain),
+    "regression-robot-arm": Factory("robot_arm", lambda data: GaussianRegression(16, x_dim=2, y_dim=2), fit_plain),
+    "regression-room": Factory("room", lambda data: GaussianRegression(16, x_dim=data.x_dim, y_dim=2), fit_plain),
     "bins-sinusoid": Factory("sinusoid", lambda data: BinnedClassifier(n_bins=20, hidden=16), fit_plain),
     "bins-camera": Factory("camera", lambda data: BinnedClassifier(n_bins=20, hidden=16), fit_plain),
     "gmr-sinusoid": Factory("sinusoid", lambda data: GaussianMixtureRegression(n_components=(3, 4)), fit_classical),

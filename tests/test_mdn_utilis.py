@@ -211,7 +211,7 @@ def test_vector_x_scalar_y_and_wrong_shapes():
     model.fit(x, y, seed=0, epochs=2, progress=False)
     assert (model.x_dim, model.y_space.dim) == (3, 1)
     assert model.log_prob(y[:4], x[:4]).shape == (4,) and model.sample(x[:2], 5, seed=0).shape == (5, 2)
-    with pytest.raises(ValueError, match=r"x must have shape \(n, 3\) for this MDN \(x_dim=3\), got \(300, 2\)"):
+    with pytest.raises(ValueError, match=r"x must have shape \(n, 3\) for this model \(x_dim=3\), got \(300, 2\)"):
         model.fit(x[:, :2], y, progress=False)
     with pytest.raises(ValueError, match=r"serves a scalar x and a scalar y.*build MDN\(x_dim=\.\.\., y_dim=\.\.\.\)"):
         MDN().fit(x, y, progress=False)
@@ -219,3 +219,25 @@ def test_vector_x_scalar_y_and_wrong_shapes():
         model.modes(x[:1], np.linspace(-1, 1, 5))
     with pytest.raises(ValueError, match="y_dim must be >= 1"):
         MDN(y_dim=0)
+
+
+def test_regression_in_the_plane_is_the_residuals_gaussian():
+    """For a vector y: f(x) approaches E[y|x] of the truth (the best-single-Gaussian oracle's mean, by
+    quadrature), and the density is N(f(x), S) with S the training residuals' covariance, by scipy."""
+    from generate_dataset import robot_arm
+    from utilis.oracles import BestSingleGaussian
+
+    data = robot_arm(n_samples=3000, seed=0)
+    model = GaussianRegression(hidden=32, x_dim=2, y_dim=2)
+    model.fit(data.x_train, data.y_train, seed=0, progress=False)
+    residuals = data.y_train - model.predict(data.x_train)
+    covariance = residuals.T @ residuals / len(residuals)
+    x, y = data.x_test[:5], data.y_test[:5]
+    expected = [stats.multivariate_normal(m, covariance).logpdf(v) for m, v in zip(model.predict(x), y)]
+    # the float32 network's outputs move in their last bits with the batch they are computed in
+    np.testing.assert_allclose(model.log_prob(y, x), expected, rtol=1e-5)
+    oracle = BestSingleGaussian.for_dataset(data)
+    _, true_mean, _ = oracle._given_x(data.x_test[:200])
+    miss = np.linalg.norm(model.predict(data.x_test[:200]) - true_mean[:, 0], axis=1)
+    spread = np.linalg.norm(data.y_train.std(axis=0))
+    assert np.median(miss) < 0.1 * spread, (np.median(miss), spread)

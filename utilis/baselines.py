@@ -30,24 +30,37 @@ from torch.nn import functional as F
 from utilis.mixtures import GaussianMixtureDensity, HistogramDensity
 from utilis.networks import NetworkDensity, Standardiser, mlp
 from utilis.protocol import check_count, check_inputs
+from utilis.spaces import Euclidean
 from utilis.training import History, TrainingSettings
 
 __all__ = ["BinnedClassifier", "GaussianRegression", "fit_baselines"]
 
 
 class _SingleNetwork(NetworkDensity):
-    """An MLP on z-scored x, and the numpy side of its outputs."""
+    """An MLP on z-scored x (a scalar, or a vector of ``x_dim``), and the numpy side of its outputs."""
 
-    def __init__(self, outputs: int, hidden: int, depth: int):
+    def __init__(self, outputs: int, hidden: int, depth: int, x_dim: int = 1, y_dim: int = 1):
         super().__init__()
-        self.scaling = Standardiser()
-        self.net = mlp(1, outputs, check_count(hidden, "hidden"), check_count(depth, "depth"))
+        self._x_dim, self._y_dim = check_count(x_dim, "x_dim"), check_count(y_dim, "y_dim")
+        self.scaling = Standardiser(self._x_dim, self._y_dim)
+        self.net = mlp(self._x_dim, outputs, check_count(hidden, "hidden"), check_count(depth, "depth"))
+
+    @property
+    def x_dim(self) -> int:
+        return self._x_dim
+
+    @property
+    def y_space(self) -> Euclidean:
+        return Euclidean(self._y_dim)
 
     def features(self, x: Tensor) -> Tensor:
-        """The network's outputs for a batch of x (n,): (n, outputs)."""
-        if x.ndim != 1:
-            raise ValueError(f"x must be a 1-D tensor of inputs, got shape {tuple(x.shape)}")
-        return self.net(self.scaling.z_x(x)[:, None])
+        """The network's outputs for a batch of x (n,) or (n, x_dim): (n, outputs)."""
+        expected = 1 if self._x_dim == 1 else 2
+        if x.ndim != expected or (self._x_dim > 1 and x.shape[1] != self._x_dim):
+            shape = "(n,)" if self._x_dim == 1 else f"(n, {self._x_dim})"
+            raise ValueError(f"x must be a tensor of inputs of shape {shape}, got shape {tuple(x.shape)}")
+        z = self.scaling.z_x(x)
+        return self.net(z[:, None] if self._x_dim == 1 else z)
 
     @torch.no_grad()
     def _outputs(self, x: np.ndarray) -> np.ndarray:
@@ -55,7 +68,9 @@ class _SingleNetwork(NetworkDensity):
 
 
 class GaussianRegression(_SingleNetwork, GaussianMixtureDensity):
-    """Squared-error regression f(x) ~ E[y | x], made a density N(y; f(x), s^2) with s its residual spread.
+    """Squared-error regression f(x) ~ E[y | x], made a density N(y; f(x), s^2) with s its residual spread;
+    for a vector y (``y_dim`` > 1), N(y; f(x), S) with S the covariance of the training residuals (kept as
+    its Cholesky factor).
 
     On a one-to-many problem E[y | x] changes fast where the branches' weights change, and the loss
     surface is flat between the branches, so it is trained until its training loss converges: the
@@ -63,14 +78,20 @@ class GaussianRegression(_SingleNetwork, GaussianMixtureDensity):
     (tested against the truth's E[y | x]).
     """
 
-    def __init__(self, hidden: int = 64, depth: int = 3):
-        super().__init__(1, hidden, depth)
-        self.register_buffer("scale", torch.ones((), dtype=torch.float64))
+    def __init__(self, hidden: int = 64, depth: int = 3, x_dim: int = 1, y_dim: int = 1):
+        super().__init__(y_dim, hidden, depth, x_dim, y_dim)
+        # s, or for a vector y the Cholesky factor of the residuals' covariance
+        start = torch.ones(()) if self._y_dim == 1 else torch.eye(self._y_dim)
+        self.register_buffer("scale", start.to(torch.float64))
 
     def mean(self, x: Tensor) -> Tensor:
-        return self.scaling.y_mean.float() + self.scaling.y_sd.float() * self.features(x)[:, 0]
+        """f(x): (n,), or (n, y_dim)."""
+        out = self.scaling.y_mean.float() + self.scaling.y_sd.float() * self.features(x)
+        return out[:, 0] if self._y_dim == 1 else out
 
-    def forward(self, x: Tensor) -> torch.distributions.Normal:
+    def forward(self, x: Tensor) -> torch.distributions.Distribution:
+        if self._y_dim > 1:
+            return torch.distributions.MultivariateNormal(self.mean(x), scale_tril=self.scale.float())
         return torch.distributions.Normal(self.mean(x), self.scale.float())
 
     # Trained until its training loss converges: a validation split of a few hundred points is too
@@ -85,22 +106,39 @@ class GaussianRegression(_SingleNetwork, GaussianMixtureDensity):
         return GaussianRegression._squared_error
 
     def _squared_error(self, x: Tensor, y: Tensor) -> Tensor:
-        """The mean squared error of f(x), in z-units of y (the training loss)."""
-        return (self.features(x)[:, 0] - self.scaling.z_y(y)).square().mean()
+        """The mean squared error of f(x), in z-units of y (the training loss; summed over y's axes)."""
+        z_y = self.scaling.z_y(y)
+        if self._y_dim == 1:
+            return (self.features(x)[:, 0] - z_y).square().mean()
+        return (self.features(x) - z_y).square().sum(-1).mean()
 
     def _after_training(self, x: np.ndarray, y: np.ndarray, history: History, **_) -> None:
-        """The scale s: the spread of the training residuals y - f(x)."""
-        self.scale.fill_(float(np.std(y - self._given_x(x)[1][:, 0])) or 1.0)
+        """The scale s: the spread of the training residuals y - f(x); for a vector y the Cholesky factor
+        of their covariance (about zero, as the Gaussian's is; its eigenvalues floored at 1e-12 of the
+        largest, so that a residual exactly collinear keeps a factor)."""
+        residuals = y - self._given_x(x)[1][:, 0]
+        if self._y_dim == 1:
+            self.scale.fill_(float(np.std(residuals)) or 1.0)
+            return
+        covariance = residuals.T @ residuals / len(residuals)
+        values, vectors = np.linalg.eigh(covariance)
+        values = np.maximum(values, 1e-12 * max(values.max(), 1e-300))
+        self.scale.copy_(torch.as_tensor(np.linalg.cholesky((vectors * values) @ vectors.T)))
 
     def predict(self, x: ArrayLike) -> np.ndarray:
-        """f(x): the squared-error prediction, for a scalar or 1-D x."""
-        x = check_inputs(x)
+        """f(x): the squared-error prediction, (m,) or (m, y_dim), for x a scalar or 1-D (rows (m, x_dim))."""
+        x = check_inputs(x, "x", self._x_dim)
         self._check_ready()
         return self._given_x(x)[1][:, 0]
 
     def _given_x(self, x):
-        mean = self.scaling.y_mean.item() + self.scaling.y_sd.item() * self._outputs(x)  # (m, 1)
-        return np.zeros_like(mean), mean, np.full_like(mean, self.scale.item())
+        y_mean, y_sd = self.scaling.y_mean.numpy(), self.scaling.y_sd.numpy()
+        if self._y_dim == 1:
+            mean = y_mean.item() + y_sd.item() * self._outputs(x)  # (m, 1)
+            return np.zeros_like(mean), mean, np.full_like(mean, self.scale.item())
+        mean = (y_mean + y_sd * self._outputs(x))[:, None, :]  # (m, 1, d)
+        tril = np.broadcast_to(self.scale.numpy(), (len(x), 1, self._y_dim, self._y_dim))
+        return np.zeros((len(x), 1)), mean, tril
 
 
 class BinnedClassifier(_SingleNetwork, HistogramDensity):

@@ -71,7 +71,7 @@ from zuko.transforms import ComposedTransform, MonotonicRQSTransform
 from zuko.utils import odeint
 
 from utilis.networks import Z_LIMIT, NetworkDensity, Standardiser, mlp
-from utilis.protocol import check_count, check_inputs, check_positive, finite_array
+from utilis.protocol import check_count, check_inputs, check_positive
 from utilis.training import History, TrainingSettings, pick_device
 
 __all__ = [
@@ -82,7 +82,6 @@ __all__ = [
     "SplineFlow",
     "ZScore",
     "dopri5",
-    "finite_rows",
     "mlp_and_derivative",
 ]
 
@@ -716,16 +715,6 @@ class NeuralSplineFlow(NetworkDensity):
 
         return Euclidean(self._y_dim)
 
-    def _check_fit_data(self, x: ArrayLike, y: ArrayLike, **extra) -> tuple[np.ndarray, np.ndarray, dict]:
-        if extra:
-            raise TypeError(f"{type(self).__name__}.fit takes no {', '.join(extra)}")
-        x, y = finite_rows(x, "x", self._x_dim), finite_rows(y, "y", self._y_dim)
-        if len(x) != len(y):
-            raise ValueError(f"x and y must hold the same number of points, got {len(x)} and {len(y)}")
-        if len(x) < 2:
-            raise ValueError(f"fitting needs at least 2 points, got {len(x)}")
-        return x, y, extra
-
     def _description(self) -> str:
         return f"zuko NSF, {self.settings['transforms']} transforms of {self.settings['bins']} bins"
 
@@ -769,15 +758,3 @@ class NeuralSplineFlow(NetworkDensity):
     @staticmethod
     def _numpy(values: Tensor) -> np.ndarray:
         return values.detach().double().cpu().numpy()
-
-
-def finite_rows(values: ArrayLike, name: str, dim: int) -> np.ndarray:
-    """Training ``values`` as (n,) for ``dim = 1`` (a single column accepted) or rows (n, dim); a
-    ``ValueError`` naming the shape expected otherwise."""
-    array = finite_array(values, name)
-    if dim == 1 and array.ndim == 2 and array.shape[1] == 1:
-        array = array[:, 0]
-    if array.shape[1:] != (() if dim == 1 else (dim,)):
-        expected = "(n,)" if dim == 1 else f"(n, {dim})"
-        raise ValueError(f"{name} must have shape {expected} for this model ({name}_dim={dim}), got {array.shape}")
-    return array

@@ -45,7 +45,7 @@ from torch.nn import functional as F
 
 from utilis.density import find_modes
 from utilis.mixtures import GaussianMixtureDensity
-from utilis.networks import GaussianMixture, NetworkDensity, Standardiser, check_fit_data, logsumexp, mlp
+from utilis.networks import GaussianMixture, NetworkDensity, Standardiser, logsumexp, mlp
 from utilis.protocol import check_count, check_inputs, check_positive, finite_array
 from utilis.spaces import Euclidean
 from utilis.training import TrainingSettings
@@ -121,31 +121,12 @@ class MDN(NetworkDensity, GaussianMixtureDensity):
         return Euclidean(self._y_dim)
 
     def _check_fit_data(self, x: ArrayLike, y: ArrayLike, **extra) -> tuple[np.ndarray, np.ndarray, dict]:
-        if extra:
-            raise TypeError(f"{type(self).__name__}.fit takes no {', '.join(extra)}")
-        if (self._x_dim, self._y_dim) == (1, 1):
-            try:
-                return (*check_fit_data(x, y), extra)
-            except ValueError as error:
-                if "single column" not in str(error):
-                    raise
-                raise ValueError(f"{error}; for vectors build MDN(x_dim=..., y_dim=...)") from error
-        arrays = []
-        for name, values, dim in (("x", x, self._x_dim), ("y", y, self._y_dim)):
-            array = finite_array(values, name)
-            expected = "(n,)" if dim == 1 else f"(n, {dim})"
-            if dim == 1 and array.ndim == 2 and array.shape[1] == 1:
-                array = array[:, 0]
-            if array.shape[1:] != (() if dim == 1 else (dim,)):
-                raise ValueError(
-                    f"{name} must have shape {expected} for this MDN ({name}_dim={dim}), got {array.shape}"
-                )
-            arrays.append(array)
-        if len(arrays[0]) != len(arrays[1]):
-            raise ValueError(f"x and y must hold the same number of points, got {len(arrays[0])} and {len(arrays[1])}")
-        if len(arrays[0]) < 2:
-            raise ValueError(f"fitting needs at least 2 points, got {len(arrays[0])}")
-        return (*arrays, extra)
+        try:
+            return super()._check_fit_data(x, y, **extra)
+        except ValueError as error:
+            if "single column" not in str(error):
+                raise
+            raise ValueError(f"{error}; for vectors build MDN(x_dim=..., y_dim=...)") from error
 
     def _z_inputs(self, x: Tensor) -> Tensor:
         """x z-scored as the MLP takes it, (n, x_dim); ``ValueError`` for a batch of another shape."""

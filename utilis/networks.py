@@ -27,7 +27,7 @@ from numpy.typing import ArrayLike
 from torch import Tensor, nn
 from torch.distributions import Categorical, MixtureSameFamily, Normal
 
-from utilis.protocol import CheckedDensity, NotFittedError, check_count, finite_array
+from utilis.protocol import CheckedDensity, NotFittedError, check_count, finite_array, x_dim_of, y_space_of
 from utilis.training import History, Loss, TrainingSettings, default_batch_size, nll_loss, train
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "NetworkDensity",
     "Standardiser",
     "check_fit_data",
+    "check_fit_rows",
     "default_batch_size",
     "logsumexp",
     "mlp",
@@ -174,6 +175,28 @@ def check_fit_data(x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     return x_array, y_array
 
 
+def check_fit_rows(x: ArrayLike, y: ArrayLike, x_dim: int = 1, y_dim: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Training inputs and targets for a model of ``x_dim`` and ``y_dim``: a scalar as a 1-D array (n,) (a
+    single column accepted, as :func:`check_fit_data` takes it), a vector as rows (n, d); one length >= 2."""
+    if (x_dim, y_dim) == (1, 1):
+        return check_fit_data(x, y)
+    arrays = []
+    for name, values, dim in (("x", x, x_dim), ("y", y, y_dim)):
+        array = finite_array(values, name)
+        if dim == 1 and array.ndim == 2 and array.shape[1] == 1:
+            array = array[:, 0]
+        if array.shape[1:] != (() if dim == 1 else (dim,)):
+            expected = "(n,)" if dim == 1 else f"(n, {dim})"
+            raise ValueError(f"{name} must have shape {expected} for this model ({name}_dim={dim}), got {array.shape}")
+        arrays.append(array)
+    x_array, y_array = arrays
+    if len(x_array) != len(y_array):
+        raise ValueError(f"x and y must hold the same number of points, got {len(x_array)} and {len(y_array)}")
+    if len(x_array) < 2:
+        raise ValueError(f"fitting needs at least 2 points, got {len(x_array)}")
+    return x_array, y_array
+
+
 RUN_OPTIONS = ("device", "progress", "description", "cpu_threads")
 """The keywords of :func:`utilis.training.train` that say where a run happens and how it reports, not what
 it trains: a model's ``fit`` takes them beside its :class:`~utilis.training.TrainingSettings`."""
@@ -271,10 +294,11 @@ class NetworkDensity(CheckedDensity, nn.Module):
 
     # ---- fitting: the hooks ---------------------------------------------------------------------
     def _check_fit_data(self, x: ArrayLike, y: ArrayLike, **extra) -> tuple[np.ndarray, np.ndarray, dict]:
-        """The training points checked (:func:`check_fit_data`), and the extra arguments checked."""
+        """The training points checked against the model's dimensions (:func:`check_fit_rows`), and the
+        extra arguments checked."""
         if extra:
             raise TypeError(f"{type(self).__name__}.fit takes no {', '.join(extra)}")
-        return (*check_fit_data(x, y), extra)
+        return (*check_fit_rows(x, y, x_dim_of(self), y_space_of(self).dim), extra)
 
     def _description(self, **extra) -> str:
         """What the progress report calls this training."""
