@@ -313,3 +313,53 @@ def test_neural_spline_flow_is_zukos_flow_on_z_scored_y():
         model.fit(data.x_train, data.y_train[:, 0], progress=False)
     with pytest.raises(ValueError, match="y_dim must be >= 2"):
         NeuralSplineFlow(y_dim=1)
+
+
+def test_divergence_through_the_mlp_is_the_jacobians_trace():
+    """mlp_and_divergence against torch.func's Jacobian of the same MLP, summed on its diagonal."""
+    from utilis.flow_utilis import mlp_and_divergence
+    from utilis.networks import mlp
+
+    torch.manual_seed(0)
+    net = mlp(2 + 3, 2, 8, 2).double()
+    layers = [(m.weight, m.bias) for m in net if isinstance(m, torch.nn.Linear)]
+    inputs = torch.randn(6, 5, dtype=torch.float64)
+    v, divergence = mlp_and_divergence(layers, inputs, 2, True)
+    jacobians = torch.func.vmap(torch.func.jacrev(net))(inputs)  # (6, 2 outputs, 5 inputs)
+    np.testing.assert_allclose(v.detach().numpy(), net(inputs).detach().numpy(), rtol=1e-12)
+    trace = jacobians[:, 0, 0] + jacobians[:, 1, 1]
+    np.testing.assert_allclose(divergence.detach().numpy(), trace.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_vector_ode_flow_of_a_linear_field_is_its_matrix_exponential():
+    """v(y) = A y from t = 1 back to 0: z = expm(-A) y and log |dz/dy| = -trace(A), exactly."""
+    from scipy.linalg import expm
+
+    from utilis.flow_utilis import VectorODEFlow
+
+    a = torch.tensor([[0.3, -1.2], [0.8, -0.5]], dtype=torch.float64)
+
+    def field(t, y, divergence):
+        return y @ a.T, (torch.full(y.shape[:-1], float(torch.trace(a)), dtype=y.dtype) if divergence else None)
+
+    flow = VectorODEFlow(field, atol=1e-10, rtol=1e-10)
+    y = torch.tensor([[1.0, 2.0], [-0.5, 0.3], [3.0, -1.0]], dtype=torch.float64)
+    z, ladj = flow.call_and_ladj(y)
+    np.testing.assert_allclose(z.numpy(), y.numpy() @ expm(-a.numpy()).T, rtol=1e-8)
+    np.testing.assert_allclose(ladj.numpy(), -float(torch.trace(a)), rtol=1e-8)
+    np.testing.assert_allclose(flow.inv(z).numpy(), y.numpy(), rtol=1e-8)
+
+
+def test_flow_matching_in_the_plane():
+    from generate_dataset import robot_arm
+
+    data = robot_arm(n_samples=400, seed=0)
+    model = FlowMatching(hidden=16, x_dim=2, y_dim=2)
+    model.fit(data.x_train, data.y_train, seed=0, epochs=3, progress=False)
+    assert (model.x_dim, model.y_space.dim) == (2, 2)
+    x, y = data.x_test[:5], data.y_test[:5]
+    assert model.log_prob(y, x).shape == (5,) and model.sample(x, 3, seed=0).shape == (3, 5, 2)
+    # the default tolerance against a tight float64 solve
+    np.testing.assert_allclose(model.log_prob(y, x), model.log_prob(y, x, atol=1e-9, rtol=1e-9), atol=1e-2)
+    with pytest.raises(ValueError, match="y_dim must be <= 3"):
+        FlowMatching(y_dim=4)

@@ -64,7 +64,7 @@ import torch
 from numpy.typing import ArrayLike
 from scipy import stats
 from torch import Tensor, nn
-from torch.distributions import Normal, Transform, constraints
+from torch.distributions import Independent, Normal, Transform, constraints
 from torch.nn import functional as F
 from zuko.distributions import NormalizingFlow
 from zuko.transforms import ComposedTransform, MonotonicRQSTransform
@@ -72,18 +72,25 @@ from zuko.utils import odeint
 
 from utilis.networks import Z_LIMIT, NetworkDensity, Standardiser, mlp
 from utilis.protocol import check_count, check_inputs, check_positive
+from utilis.spaces import Euclidean
 from utilis.training import History, TrainingSettings, pick_device
 
 __all__ = [
+    "MAX_FIELD_DIM",
     "FlowMatching",
     "NeuralSplineFlow",
     "ODEFlow",
     "RQSpline",
     "SplineFlow",
+    "VectorODEFlow",
     "ZScore",
     "dopri5",
     "mlp_and_derivative",
+    "mlp_and_divergence",
 ]
+
+MAX_FIELD_DIM = 3
+"""The largest y a flow-matching field serves: its exact divergence costs a forward pass per dimension."""
 
 ODE_BLOCK = 2_048
 """Queries per ODE solve in flow matching's log_prob and sample (each block takes its own steps)."""
@@ -445,6 +452,43 @@ def mlp_and_derivative(
     return h, dh
 
 
+def mlp_and_divergence(
+    layers: list[tuple[Tensor, Tensor]], inputs: Tensor, d: int, divergence: bool
+) -> tuple[Tensor, Tensor | None]:
+    """:func:`mlp_and_derivative` for a vector field: the MLP's outputs (..., d) and, with ``divergence``,
+    their divergence with respect to the first d input features, Σ_i ∂v_i/∂y_i (...,), exact: the d
+    tangents ∂h/∂y_i are carried forward together, layer by layer, so it costs about d forward passes."""
+    h, dh = inputs, None
+    for i, (weight, bias) in enumerate(layers):
+        if dh is None and divergence:
+            h, dh = F.linear(h, weight, bias), weight[:, :d].T.expand(*h.shape[:-1], d, -1)  # (..., d, hidden)
+        else:
+            h, dh = F.linear(h, weight, bias), None if dh is None else F.linear(dh, weight)
+        if i < len(layers) - 1:
+            gate = torch.sigmoid(h)
+            if dh is not None:
+                dh = dh * (gate * (1 + h * (1 - gate)))[..., None, :]
+            h = h * gate
+    return h, None if dh is None else torch.diagonal(dh, dim1=-2, dim2=-1).sum(-1)
+
+
+class VectorODEFlow(ODEFlow):
+    """:class:`ODEFlow` for a vector ỹ (..., d): the log-determinant -∫_0^1 div v dt rides along the solve
+    as one more coordinate of the state, and the field returns (v (..., d), div v (...,))."""
+
+    domain = constraints.independent(constraints.real, 1)
+    codomain = constraints.independent(constraints.real, 1)
+
+    def call_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        def packed(t: Tensor, state: Tensor) -> Tensor:
+            v, divergence = self.field(t, state[..., :-1], True)
+            return torch.cat([v, divergence[..., None]], dim=-1)
+
+        start = torch.cat([y, torch.zeros_like(y[..., :1])], dim=-1)
+        end = self._solve(packed, start, 1.0, 0.0)
+        return end[..., :-1], end[..., -1]
+
+
 class FlowMatching(_FlowModel):
     """A continuous normalising flow over a scalar y given a scalar x, trained by flow matching.
 
@@ -485,21 +529,55 @@ class FlowMatching(_FlowModel):
         paths: int | None = None,
         frequencies: int = 4,
         time_power: float = 1.0,
+        x_dim: int = 1,
+        y_dim: int = 1,
     ):
         super().__init__()
+        self._x_dim, self._y_dim = check_count(x_dim, "x_dim"), check_count(y_dim, "y_dim")
+        if self._y_dim > MAX_FIELD_DIM:
+            raise ValueError(
+                f"y_dim must be <= {MAX_FIELD_DIM}, got {y_dim}: the exact divergence costs a forward pass per "
+                "dimension of y at every step of every solve"
+            )
+        self.scaling = Standardiser(self._x_dim, self._y_dim)
         self.atol = check_positive(atol, "atol")
         self.rtol = check_positive(rtol, "rtol")
         self.paths = None if paths is None else check_count(paths, "paths")
         self.frequencies = check_count(frequencies, "frequencies", minimum=0)
         self.time_power = check_positive(time_power, "time_power")
-        self.net = mlp(3 + 2 * self.frequencies, 1, check_count(hidden, "hidden"), check_count(depth, "depth"))
+        inputs = self._y_dim + self._x_dim + 1 + 2 * self.frequencies
+        self.net = mlp(inputs, self._y_dim, check_count(hidden, "hidden"), check_count(depth, "depth"))
         self._noise: torch.Generator | None = None  # the training paths' noise, during fit only
         self._noise_seed = 0
         self._n_train = 0  # the training set's size, set by fit (it sets the default number of paths)
         self._tolerances: tuple[float, float] | None = None  # set by log_prob(..., atol, rtol) while it runs
 
+    @property
+    def x_dim(self) -> int:
+        return self._x_dim
+
+    @property
+    def y_space(self):
+        return Euclidean(self._y_dim)
+
+    @property
+    def _vector(self) -> bool:
+        return (self._x_dim, self._y_dim) != (1, 1)
+
     def _inputs(self, y: Tensor, t: Tensor, x_z: Tensor) -> Tensor:
-        """The field's inputs (..., 3 + 2F): ỹ first (its derivative is the divergence), x, t and its features."""
+        """The field's inputs (..., d_y + d_x + 1 + 2F): ỹ first (its derivatives give the divergence), x, t and
+        its features. For a scalar y and x, ``y``, ``t`` and ``x_z`` share one shape; else ``y`` is (..., d_y),
+        ``x_z`` (..., d_x) and ``t`` (...,)."""
+        if self._vector:
+            y = y if self._y_dim > 1 else y[..., None]
+            x_z = x_z if self._x_dim > 1 else x_z[..., None]
+            columns = [y, x_z.expand(*y.shape[:-1], self._x_dim), t[..., None]]
+            if self.frequencies:
+                angles = t[..., None] * (
+                    math.pi * torch.arange(1, self.frequencies + 1, dtype=t.dtype, device=t.device)
+                )
+                columns += [angles.sin(), angles.cos()]
+            return torch.cat(columns, dim=-1)
         columns = [y, x_z.expand(y.shape), t]
         if self.frequencies:
             angles = t[..., None] * (math.pi * torch.arange(1, self.frequencies + 1, dtype=t.dtype, device=t.device))
@@ -518,14 +596,36 @@ class FlowMatching(_FlowModel):
             v, dv = mlp_and_derivative(layers, self._inputs(y, t.to(dtype).expand(y.shape), x_z), derivative)
             return v[..., 0], None if dv is None else dv[..., 0]
 
-        return field
+        def vector_field(t: Tensor, y: Tensor, divergence: bool) -> tuple[Tensor, Tensor | None]:
+            batch = y.shape[:-1] if self._y_dim > 1 else y.shape
+            v, div = mlp_and_divergence(
+                layers, self._inputs(y, t.to(dtype).expand(batch), x_z), self._y_dim, divergence
+            )
+            return (v if self._y_dim > 1 else v[..., 0]), div
+
+        return vector_field if self._vector else field
 
     def _ode(self, x_z: Tensor, dtype: torch.dtype, atol: float | None = None, rtol: float | None = None) -> ODEFlow:
         parameters = (*self.parameters(),) if torch.is_grad_enabled() else ()
-        return ODEFlow(self._field(x_z, dtype), parameters, atol or self.atol, rtol or self.rtol)
+        kind = VectorODEFlow if self._y_dim > 1 else ODEFlow
+        return kind(self._field(x_z, dtype), parameters, atol or self.atol, rtol or self.rtol)
+
+    def _vector_flow(self, transform: Transform, like: Tensor) -> NormalizingFlow:
+        """:meth:`_flow` for a vector y: per-axis z-scoring, and a standard normal base over the last axis."""
+        base = Independent(Normal(torch.zeros_like(like), torch.ones_like(like), validate_args=False), 1)
+        z_score = _VectorZScore(self.scaling.y_mean.to(like.dtype), self.scaling.y_sd.to(like.dtype))
+        return NormalizingFlow(ComposedTransform(z_score, transform), base)
+
+    def _flow_of(self, x_z: Tensor, dtype: torch.dtype, like: Tensor, *tolerances) -> NormalizingFlow:
+        ode = self._ode(x_z, dtype, *tolerances)
+        return self._vector_flow(ode, like) if self._y_dim > 1 else self._flow(ode, like)
 
     def forward(self, x: Tensor) -> NormalizingFlow:
-        """p(y | x) for a batch of x (n,): a zuko ``NormalizingFlow`` whose log_prob and sample solve the ODE."""
+        """p(y | x) for a batch of x (n,) or (n, x_dim): a zuko ``NormalizingFlow`` whose log_prob and sample
+        solve the ODE."""
+        if self._vector:
+            like = torch.zeros(x.shape[0], *(() if self._y_dim == 1 else (self._y_dim,)), device=x.device)
+            return self._flow_of(self.scaling.z_x(x), torch.float32, like)
         if x.ndim != 1:
             raise ValueError(f"x must be a 1-D tensor of inputs, got shape {tuple(x.shape)}")
         return self._flow(self._ode(self.scaling.z_x(x), torch.float32), like=x.float())
@@ -539,6 +639,8 @@ class FlowMatching(_FlowModel):
         """
         x_z, y_z = self.scaling.z_x(x), self.scaling.z_y(y)
         paths = self.paths_per_point(len(x_z), training=self.training)
+        if self._vector:
+            return self._vector_matching_loss(x_z, y_z, paths)
         if paths > 1:
             x_z, y_z = x_z.repeat(paths), y_z.repeat(paths)
         generator = self._noise
@@ -550,6 +652,23 @@ class FlowMatching(_FlowModel):
         z = torch.randn(y_z.shape, generator=generator, device=y_z.device)
         v = self.net(self._inputs((1 - t) * z + t * y_z, t, x_z))[..., 0]
         return (v - (y_z - z)).square().mean()
+
+    def _vector_matching_loss(self, x_z: Tensor, y_z: Tensor, paths: int) -> Tensor:
+        """The loss for a vector y or x: the squared error summed over y's axes, averaged over the paths."""
+        repeat = (paths,) + (1,) * (y_z.ndim - 1)
+        x_z, y_z = x_z.repeat(paths, *(1,) * (x_z.ndim - 1)), y_z.repeat(*repeat)
+        generator = self._noise
+        if generator is None or not self.training:
+            generator = torch.Generator(device=x_z.device).manual_seed(self._noise_seed)
+        t = torch.rand(y_z.shape[:1], generator=generator, device=y_z.device)
+        if self.time_power != 1.0:
+            t = 1 - (1 - t) ** self.time_power
+        z = torch.randn(y_z.shape, generator=generator, device=y_z.device)
+        t_y = t[:, None] if y_z.ndim == 2 else t
+        v = self.net(self._inputs((1 - t_y) * z + t_y * y_z, t, x_z))
+        v = v if self._y_dim > 1 else v[..., 0]
+        error = (v - (y_z - z)).square()
+        return (error.sum(-1) if self._y_dim > 1 else error).mean()
 
     def paths_per_point(self, n: int, training: bool = True) -> int:
         """Paths drawn per point for a batch of n points: ``paths`` (or enough for the epoch's 16,384
@@ -610,16 +729,27 @@ class FlowMatching(_FlowModel):
         error against a float64 solve at 1e-9: 8e-6 nats on average at 1e-5), float64 below.
         """
         dtype = torch.float32 if min(tolerances) >= 1e-6 else torch.float64
-        out = np.empty(len(values))
+        blocks = []
         for start in range(0, len(values), ODE_BLOCK):
             block = slice(start, start + ODE_BLOCK)
             v_t, x_t = self._as_tensor(values[block]).to(dtype), self._as_tensor(x_z[block])
-            flow = self._flow(self._ode(x_t, dtype, *tolerances), like=v_t)
-            out[block] = self._numpy(solve(flow, v_t))
-        return out
+            flow = self._flow_of(x_t, dtype, v_t, *tolerances)
+            blocks.append(self._numpy(solve(flow, v_t)))
+        return np.concatenate(blocks) if blocks else np.empty(values.shape)
 
     @torch.no_grad()
     def _log_prob(self, y: np.ndarray, x: np.ndarray, x_z: np.ndarray) -> np.ndarray:
+        if self._vector:
+            y_rows = y.reshape(*y.shape[: y.ndim - (self._y_dim > 1)], self._y_dim)
+            x_rows = x_z.reshape(*x_z.shape[: x_z.ndim - (self._x_dim > 1)], self._x_dim)
+            shape = np.broadcast_shapes(y_rows.shape[:-1], x_rows.shape[:-1])
+            y_flat = np.broadcast_to(y_rows, (*shape, self._y_dim)).reshape(-1, self._y_dim)
+            x_flat = np.broadcast_to(x_rows, (*shape, self._x_dim)).reshape(-1, self._x_dim)
+            y_flat = y_flat if self._y_dim > 1 else y_flat[:, 0]
+            x_flat = x_flat if self._x_dim > 1 else x_flat[:, 0]
+            tolerances = self._tolerances or (self.atol, self.rtol)
+            log_p = self._solves(y_flat.copy(), x_flat.copy(), tolerances, lambda flow, y: flow.log_prob(y))
+            return log_p.reshape(shape)
         y_b, x_b = np.broadcast_arrays(y, x_z)
         tolerances = self._tolerances or (self.atol, self.rtol)
         log_p = self._solves(y_b.ravel(), x_b.ravel(), tolerances, lambda flow, y: flow.log_prob(y))
@@ -627,8 +757,13 @@ class FlowMatching(_FlowModel):
 
     @torch.no_grad()
     def _sample(self, x: np.ndarray, n: int, rng: np.random.Generator, x_z: np.ndarray) -> np.ndarray:
+        if self._y_dim > 1:
+            z = rng.standard_normal((n * len(x), self._y_dim))
+            x_flat = np.tile(x_z, (n, 1)) if self._x_dim > 1 else np.tile(x_z, n)  # sample-major
+            samples = self._solves(z, x_flat, (self.atol, self.rtol), lambda flow, z: flow.transform.inv(z))
+            return samples.reshape(n, len(x), self._y_dim)
         z = rng.standard_normal((n, len(x))).ravel()
-        x_flat = np.tile(x_z, n)  # (n len(x),), sample-major; a copy: torch warns on a read-only view
+        x_flat = np.tile(x_z, (n, 1)) if self._x_dim > 1 else np.tile(x_z, n)  # (n len(x),), sample-major
         samples = self._solves(z, x_flat, (self.atol, self.rtol), lambda flow, z: flow.transform.inv(z))
         return samples.reshape(n, len(x))
 
@@ -711,8 +846,6 @@ class NeuralSplineFlow(NetworkDensity):
 
     @property
     def y_space(self):
-        from utilis.spaces import Euclidean
-
         return Euclidean(self._y_dim)
 
     def _description(self) -> str:
