@@ -117,6 +117,8 @@ FACTORIES = {
     "gmr-robot-arm": Factory("robot_arm", lambda data: GaussianMixtureRegression(n_components=(3, 4)), fit_classical),
     "gmr-room": Factory("room", lambda data: GaussianMixtureRegression(n_components=(3, 4)), fit_classical),
     "kde-camera": Factory("camera", lambda data: ConditionalKDE(max_validation=100), fit_classical),
+    "kde-robot-arm": Factory("robot_arm", lambda data: ConditionalKDE(max_validation=100), fit_classical),
+    "kde-room": Factory("room", lambda data: ConditionalKDE(max_validation=100), fit_classical),
     "hypotheses-sinusoid": Factory("sinusoid", lambda data: MultipleHypotheses(n_hypotheses=5, hidden=16), fit_plain),
     "energy-likelihood-linear": Factory("linear", lambda data: EnergyModel(n_knots=32, hidden=16), fit_plain),
     "energy-infonce-camera": Factory("camera", lambda data: EnergyModel("infonce", n_knots=32, hidden=16), fit_plain),
@@ -128,7 +130,7 @@ FACTORIES = {
     "oracle-binned-camera": Factory("camera", lambda data: BinnedTruth(data.truth, np.linspace(*data.y_range, 31))),
 }
 MODELS = [name for name, factory in FACTORIES.items() if factory.fit is not None]
-SERVE_VECTORS = (GaussianMixtureRegression,)
+SERVE_VECTORS = (GaussianMixtureRegression, ConditionalKDE)
 """The families that serve a vector x and y (each has entries on the planar datasets above)."""
 EXTREMES = np.array([0.0, 1e-300, -2.5, 3.7, 1e3, -1e6, 1e150, -1e150, 1e300, -1e300, 1.7976931348623157e308])
 
@@ -454,7 +456,8 @@ def test_a_dataset_is_not_a_conditional_density():
 
 
 @pytest.mark.parametrize(
-    "name", [name for name in MODELS if FACTORIES[name].dataset in SCALAR_DATASETS and not name.startswith("gmr-")]
+    "name",
+    [name for name in MODELS if FACTORIES[name].dataset in SCALAR_DATASETS and not name.startswith(("gmr-", "kde-"))],
 )
 def test_scalar_models_refuse_vector_data_saying_why(name):
     """Every family but those in ``SERVE_VECTORS`` serves a scalar x and y: planar data is refused with a

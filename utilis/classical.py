@@ -23,7 +23,10 @@ puts a product of Gaussian kernels on every training point and conditions on x:
     = \\sum_i w_i(x)\\, \\mathcal{N}(y; y_i, g^2),
 
 a Gaussian mixture with one component per training point, whose weights are the kernel weights in x.
-Both bandwidths are chosen by leave-one-out likelihood.
+Both bandwidths are chosen by leave-one-out likelihood. For a vector x and y the kernels are products
+of Gaussians with a bandwidth per axis, h (d_x,) and g (d_y,): w_i(x) ∝ prod_j N(x_j; x_ij, h_j²) and
+p(y|x) = sum_i w_i(x) N(y; y_i, diag(g²)); chosen ones are one common factor for the x axes and one for
+the y axes, each times the axis' standard deviation (the bandwidths of the z-scored data, Silverman-style).
 
 Both speak the conditional-density protocol (:mod:`utilis.protocol`), in log-space: the weights are
 exact posteriors however far x lies (:func:`utilis.numerics.log_gaussian_posterior`).
@@ -50,7 +53,6 @@ from scipy import optimize, spatial
 from sklearn.mixture import GaussianMixture
 
 from utilis.mixtures import GaussianMixtureDensity
-from utilis.networks import check_fit_data
 from utilis.numerics import LOG_SQRT_2PI, log_gaussian_posterior, logsumexp_last, sample_categorical
 from utilis.protocol import CheckedDensity, NotFittedError, check_count, check_positive, finite_array
 from utilis.spaces import Euclidean
@@ -217,14 +219,57 @@ def _columns(values: ArrayLike, name: str) -> np.ndarray:
     return array
 
 
+def _bandwidth_option(value: float | Sequence[float] | None, name: str) -> float | tuple[float, ...] | None:
+    """A bandwidth as :class:`ConditionalKDE` takes it: None, one number > 0 (for every axis), or a
+    1-D sequence of them (one per axis, its length checked at fit)."""
+    if value is None:
+        return None
+    try:
+        factors = tuple(value)
+    except TypeError:
+        return check_positive(value, name)
+    if not factors or np.ndim(value) != 1:
+        raise ValueError(f"{name} must be a number > 0 or a 1-D sequence of them, one per axis, got {value!r}")
+    return tuple(check_positive(factor, f"{name}[{j}]") for j, factor in enumerate(factors))
+
+
+def _axis_factors(option: float | tuple[float, ...] | None, dim: int, scalar: bool, name: str):
+    """A bandwidth option for data with ``dim`` axes: None; a float for a scalar x and y (the scalar
+    path); else an array (dim,). A sequence must hold one number per axis."""
+    if option is None:
+        return None
+    if isinstance(option, tuple) and len(option) != dim:
+        raise ValueError(f"{name} must be one number or {dim} (one per axis of {name[0]}), got {len(option)}: {option}")
+    if scalar:
+        return option if isinstance(option, float) else option[0]
+    return np.broadcast_to(np.array(option, dtype=np.float64), (dim,)).copy()
+
+
+def _segment_logsumexp(terms: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """log sum exp over each segment of ``terms`` (each non-empty, beginning at ``starts``), finite terms."""
+    sizes = np.diff(np.append(starts, len(terms)))
+    peak = np.maximum.reduceat(terms, starts)
+    return peak + np.log(np.add.reduceat(np.exp(terms - np.repeat(peak, sizes)), starts))
+
+
 class ConditionalKDE(CheckedDensity):
-    """The conditional kernel density estimate, bandwidths chosen by leave-one-out likelihood.
+    """The conditional kernel density estimate, bandwidths chosen by leave-one-out likelihood; x and y
+    scalars or vectors of any dimension (x (n,) or (n, d_x), y (n,) or (n, d_y)), a bandwidth per axis.
 
     Args:
         x_bandwidth, y_bandwidth: h and g in units of the training data's standard deviations of x and
-            y; None (the default) chooses them in ``fit`` by leave-one-out log-likelihood.
+            y: one number for every axis, or one per axis; None (the default) chooses them in ``fit``
+            by leave-one-out log-likelihood.
         max_validation: training points scored by leave-one-out per trial bandwidth (a random
             subset of the points beyond it).
+
+    For a vector x or y the kernels are products over the axes, a Gaussian of its own width on each:
+
+        p(y|x) = sum_i w_i(x) N(y; y_i, diag(g²)),   w_i(x) ∝ prod_j N(x_j; x_ij, h_j²),
+
+    h of shape (d_x,) and g of shape (d_y,). Chosen bandwidths are Silverman-style per axis: one common
+    factor for the x axes and one for the y axes, each times the axis' standard deviation (the factors
+    are those that are best in the data's z-scored space); a scalar x and y keep their scalar h and g.
 
     Each term of the sum is exp(-D_i² / 2) up to a factor that x sets, D_i the distance from the query
     to training point i in units of the bandwidths, (x/h, y/g). Evaluation sums, for each query, the
@@ -234,33 +279,71 @@ class ConditionalKDE(CheckedDensity):
     at a cost of the few points near each query instead of every point within reach of x. A query farther
     than ``FAR`` bandwidths from every point, where the tree's distances would lose those digits, sums
     over every point. The weights' normaliser sums over the points whose weight is above
-    exp(-``NEGLIGIBLE``) of the largest; the weights are exact posteriors at every x: far from the data
-    the nearest training points take them.
+    exp(-``NEGLIGIBLE``) of the largest (for a vector x, those a k-d tree over x/h finds within
+    sqrt(D_0² + 2 ``NEGLIGIBLE``)); the weights are exact posteriors at every x: far from the data
+    the nearest training points take them (for a vector x, those farthest out in the query's direction;
+    a query beyond ``LIMIT`` bandwidths is moved along its ray from the origin to ``LIMIT``, where they
+    already hold all the weight). Where ``MANY`` queries share one x (a grid of y), the terms are not
+    searched query by query but cell by cell in y/g, with the same bound on what is left out
+    (:meth:`_cell_sums`).
     """
 
     NEGLIGIBLE = 60.0  # log-weights below the largest by more are left out of the normaliser
     FAR = 1e4  # bandwidths from every training point: beyond, a query sums over every point
     BLOCK = 2**21  # (query, point) pairs evaluated at a time
+    LIMIT = 1e100  # bandwidths from the origin: a vector x beyond is moved back along its ray
+    MANY = 1024  # queries sharing one x (a grid of y): from these, its y are summed cell by cell
+    CELL = 2.0  # bandwidths: the side of those cells, in y/g
+    CELL_REACH = 1e6  # bandwidths: a y beyond, at such an x, sums over every point
 
-    def __init__(self, x_bandwidth: float | None = None, y_bandwidth: float | None = None, max_validation: int = 1000):
-        self.bandwidths = tuple(None if b is None else check_positive(b, name) for b, name in
-                                ((x_bandwidth, "x_bandwidth"), (y_bandwidth, "y_bandwidth")))  # fmt: skip
+    def __init__(
+        self,
+        x_bandwidth: float | Sequence[float] | None = None,
+        y_bandwidth: float | Sequence[float] | None = None,
+        max_validation: int = 1000,
+    ):
+        self.bandwidths = (_bandwidth_option(x_bandwidth, "x_bandwidth"), _bandwidth_option(y_bandwidth, "y_bandwidth"))
         self.max_validation = check_count(max_validation, "max_validation")
         self.x_train: np.ndarray | None = None
         self._tree: spatial.cKDTree | None = None  # built at the first evaluation after fit
+        self._trees: tuple[np.ndarray, spatial.cKDTree, spatial.cKDTree] | None = None  # the same, for vectors
+
+    @property
+    def x_dim(self) -> int:
+        """The dimension of x the fit saw (1 before a fit)."""
+        return self._x_dim
+
+    @property
+    def y_space(self) -> Euclidean:
+        """R^d for the d of the y the fit saw (the line before a fit)."""
+        return Euclidean(self._y_dim)
+
+    _x_dim, _y_dim, _vector = 1, 1, False  # _vector: fitted by the vector path (any x or y not both scalars)
 
     def fit(self, x: ArrayLike, y: ArrayLike, *, seed: int | None = 0) -> ConditionalKDE:
-        """Keep the points; choose the missing bandwidths by leave-one-out log-likelihood (Nelder-Mead on logs)."""
-        x, y = check_fit_data(x, y)
+        """Keep the points; choose the missing bandwidths by leave-one-out log-likelihood (Nelder-Mead on logs).
+
+        ``x`` is (n,) or (n, d_x) and ``y`` (n,) or (n, d_y), in any dimensions (a single column is a scalar)."""
+        x, y = _columns(x, "x"), _columns(y, "y")
+        if len(x) != len(y):
+            raise ValueError(f"x and y must hold the same number of points, got {len(x)} and {len(y)}")
+        if len(x) < 2:
+            raise ValueError(f"fitting needs at least 2 points, got {len(x)}")
         seed = None if seed is None else check_count(seed, "seed", minimum=0)
+        scalar = x.shape[1] == y.shape[1] == 1
+        h, g = (_axis_factors(option, values.shape[1], scalar, name)
+                for option, values, name in zip(self.bandwidths, (x, y), ("x_bandwidth", "y_bandwidth")))  # fmt: skip
+        if not scalar:
+            return self._fit_vector(x, y, seed, h, g)
+        x, y = np.ascontiguousarray(x[:, 0]), np.ascontiguousarray(y[:, 0])
         self.scale = (x.std() or 1.0, y.std() or 1.0)
-        h, g = self.bandwidths
         if h is None or g is None:
             h, g = self._choose(x, y, seed, h, g)
         self.h, self.g = h * self.scale[0], g * self.scale[1]
         order = np.argsort(x, kind="stable")
         self.x_train, self.y_train = x[order], y[order]
-        self._tree = None
+        self._x_dim, self._y_dim, self._vector = 1, 1, False
+        self._tree = self._trees = None
         return self
 
     def _kd_tree(self) -> spatial.cKDTree:
@@ -325,6 +408,8 @@ class ConditionalKDE(CheckedDensity):
         return log_w - logsumexp_last(log_w), self.y_train[window]
 
     def _log_prob(self, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        if self._vector:
+            return self._vector_log_prob(y, x)
         y_all, x_all = np.broadcast_arrays(y, x)
         flat_y, flat_x = y_all.ravel(), x_all.ravel()
         out = np.empty(flat_y.shape)
@@ -384,8 +469,247 @@ class ConditionalKDE(CheckedDensity):
         return out - np.log(self.g) - LOG_SQRT_2PI
 
     def _sample(self, x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+        if self._vector:
+            return self._vector_sample(x, n, rng)
         out = np.empty((n, len(x)))
         for j, xj in enumerate(x):
             log_w, centres = self._weights(xj, everything=True)
             out[:, j] = centres[sample_categorical(log_w[None, :], n, rng)[:, 0]] + self.g * rng.standard_normal(n)
         return out
+
+    # ---- a vector x or y: the same estimate, a bandwidth per axis -------------------------------------
+    def _fit_vector(self, x: np.ndarray, y: np.ndarray, seed: int | None, h, g) -> ConditionalKDE:
+        """The fit for rows x (n, d_x) and y (n, d_y), not both scalars; ``h`` and ``g`` the given
+        bandwidths per axis in sds, or None to choose."""
+        self.scale = tuple(np.array([np.ascontiguousarray(column).std() or 1.0 for column in values.T])
+                           for values in (x, y))  # fmt: skip
+        if h is None or g is None:
+            h, g = self._choose_vector(x, y, seed, h, g)
+        self.h, self.g = h * self.scale[0], g * self.scale[1]
+        self.x_train, self.y_train = x.copy(), y.copy()
+        self._x_dim, self._y_dim, self._vector = x.shape[1], y.shape[1], True
+        self._tree = self._trees = None
+        return self
+
+    def _choose_vector(self, x, y, seed: int | None, h, g) -> tuple[np.ndarray, np.ndarray]:
+        """Bandwidths per axis (in sds) by leave-one-out log-likelihood, as :meth:`_choose`: a common
+        factor for the x axes and one for the y axes (the bandwidths of the z-scored data, so each axis'
+        bandwidth is the factor times its sd), from Scott's rule n^(-1/(d_x + d_y + 4)). A given h or g
+        (per axis) stays as it is."""
+        targets = np.random.default_rng(seed).permutation(len(x))[: self.max_validation]
+
+        def squared(values: np.ndarray, widths: np.ndarray) -> np.ndarray:
+            """Squared distances (targets, n) in units of ``widths`` per axis, float32 (as in :meth:`_choose`)."""
+            total = np.zeros((len(targets), len(values)), dtype=np.float32)
+            for column, width in zip(values.T, widths):
+                column = np.ascontiguousarray(column)
+                total += (((column[targets, None] - column[None, :]) / width) ** 2).astype(np.float32)
+            return total
+
+        (sx, sy), d_y = self.scale, y.shape[1]
+        dx = squared(x, sx if h is None else sx * h)
+        dy = squared(y, sy if g is None else sy * g)
+        dx[np.arange(len(targets)), targets] = np.inf  # leave each target out of its own estimate
+        log_widths = np.log(sy if g is None else sy * g).sum()
+        start = len(x) ** (-1 / (x.shape[1] + d_y + 4))
+
+        def nll(log_factors: np.ndarray) -> float:
+            a = np.exp(log_factors[0]) if h is None else 1.0
+            b = np.exp(log_factors[-1]) if g is None else 1.0
+            log_w = dx * np.float32(-0.5 / a**2)
+            log_w -= logsumexp_last(log_w)[:, None]
+            log_w -= dy * np.float32(0.5 / b**2)
+            log_k = logsumexp_last(log_w).astype(np.float64) - d_y * np.log(b) - log_widths
+            return float(-log_k.mean() + d_y * LOG_SQRT_2PI)
+
+        free = [np.log(start)] * ((h is None) + (g is None))
+        best = optimize.minimize(nll, free, method="Nelder-Mead", options={"xatol": 0.02, "fatol": 1e-4})
+        chosen = iter(np.exp(best.x))
+        h = np.full(x.shape[1], next(chosen)) if h is None else h
+        return h, (np.full(d_y, next(chosen)) if g is None else g)
+
+    def _vector_trees(self) -> tuple[np.ndarray, spatial.cKDTree, spatial.cKDTree]:
+        """The training x in units of the bandwidths, x/h, a k-d tree over them, and one over (x/h, y/g)."""
+        if self._trees is None:
+            scaled = self.x_train / self.h
+            joint = spatial.cKDTree(np.column_stack([scaled, self.y_train / self.g]))
+            self._trees = (scaled, spatial.cKDTree(scaled), joint)
+        return self._trees
+
+    def _scaled(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows x (m, d_x) in units of the bandwidths, x/h, and which lay beyond ``LIMIT``: those are moved
+        back along their ray from the origin to ``LIMIT`` (out there the weights no longer change)."""
+        with np.errstate(over="ignore"):  # beyond float64: moved back below
+            scaled = x / self.h
+        beyond = ~np.isfinite(scaled).all(axis=1) | (np.abs(scaled).max(axis=1) > self.LIMIT)
+        if beyond.any():
+            direction = (x[beyond] / np.abs(x[beyond]).max(axis=1, keepdims=True)) / self.h
+            scaled[beyond] = direction * (self.LIMIT / np.abs(direction).max(axis=1, keepdims=True))
+        return scaled, beyond
+
+    @staticmethod
+    def _excess(q: np.ndarray, reference: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """|q - p|² - |q - r|² for points p and a reference r (in units of the bandwidths), written as
+        sum_j (r_j - p_j)((q_j - p_j) + (q_j - r_j)): exact however far q lies (0 at the reference)."""
+        return ((reference - points) * ((q - points) + (q - reference))).sum(axis=-1)
+
+    def _all_log_weights(self, q: np.ndarray) -> np.ndarray:
+        """Normalised log w_i(x) of every training point, for one x in units of the bandwidths (d_x,):
+        relative to the point nearest to it, found in two passes (the second with the exact differences)."""
+        points = self._vector_trees()[0]
+        reference = points[np.argmin(((q - points) ** 2).sum(axis=1))]
+        reference = points[np.argmin(self._excess(q, reference, points))]
+        log_w = -0.5 * self._excess(q, reference, points)
+        return log_w - logsumexp_last(log_w)
+
+    def _balls(self, tree: spatial.cKDTree, points: np.ndarray, radius: np.ndarray):
+        """The training points within ``radius`` of each of ``points``, in chunks of about ``BLOCK`` pairs:
+        for each chunk, its points' positions, each pair's point's position, each pair's training point,
+        and where each point's pairs start (every ball holds at least the nearest point)."""
+        if not len(points):
+            return
+        counts = tree.query_ball_point(points, radius, return_length=True)
+        bounds = np.unique(np.searchsorted(np.cumsum(counts), np.arange(0, counts.sum(), self.BLOCK), side="right"))
+        for lo, hi in zip(bounds, [*bounds[1:], len(points)]):
+            found = tree.query_ball_point(points[lo:hi], radius[lo:hi], return_sorted=False)
+            sizes = counts[lo:hi]
+            index = np.fromiter(itertools.chain.from_iterable(found), dtype=np.intp, count=int(sizes.sum()))
+            chunk = np.arange(lo, hi)
+            yield chunk, np.repeat(chunk, sizes), index, np.concatenate([[0], np.cumsum(sizes)[:-1]])
+
+    def _vector_log_prob(self, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """log p(y|x) for a vector x or y. At an x that few queries share, as the scalar path: the
+        weights' normaliser over the points a k-d tree in x/h finds near it, the sum over the points a
+        k-d tree in (x/h, y/g) finds near each query (:meth:`_tree_sums`). At an x that ``MANY``
+        queries share (a grid of y), the weights of every point once, and the sum over each cell's
+        candidates (:meth:`_cell_sums`). A query far from every point sums over all of them."""
+        d_x, d_y = self._x_dim, self._y_dim
+        y = y[..., None] if d_y == 1 else y
+        x = x[..., None] if d_x == 1 else x
+        shape = np.broadcast_shapes(y.shape[:-1], x.shape[:-1])
+        flat_y = np.broadcast_to(y, (*shape, d_y)).reshape(-1, d_y)
+        unique, inverse = np.unique(x.reshape(-1, d_x), axis=0, return_inverse=True)
+        of_x = np.broadcast_to(inverse.reshape(x.shape[:-1]), shape).ravel()  # each query's distinct x
+        q = self._scaled(unique)[0]
+        with np.errstate(over="ignore"):  # y beyond float64 in units of g: far
+            scaled_y = flat_y / self.g
+        reach = np.where(np.isfinite(scaled_y).all(axis=1), np.abs(scaled_y).max(axis=1), np.inf)
+        out = np.full(len(flat_y), np.nan)
+        per_x = np.bincount(of_x, minlength=len(q))
+        many = per_x >= self.MANY
+        far = self._tree_sums(out, flat_y, scaled_y, q, of_x, ~many)
+        by_x = np.argsort(of_x, kind="stable")
+        ends = np.cumsum(per_x)
+        for j in np.flatnonzero(many):
+            at = by_x[ends[j] - per_x[j] : ends[j]]
+            cells = reach[at] <= self.CELL_REACH
+            log_w = self._all_log_weights(q[j])
+            out[at[cells]] = self._cell_sums(scaled_y[at[cells]], log_w)
+            out[at[~cells]] = self._vector_mixture(flat_y[at[~cells]], log_w)
+        for j in np.unique(of_x[far]):  # far from every point: the sum over all of them
+            at = far[of_x[far] == j]
+            out[at] = self._vector_mixture(flat_y[at], self._all_log_weights(q[j]))
+        return (out - np.log(self.g).sum() - d_y * LOG_SQRT_2PI).reshape(shape)
+
+    def _tree_sums(self, out, flat_y, scaled_y, q, of_x, chosen) -> np.ndarray:
+        """log sum_i w_i(x) exp(-|(y - y_i)/g|² / 2) into ``out`` for the queries whose distinct x is
+        ``chosen``, by the k-d trees; returns the queries among them far from every point (left to the caller)."""
+        points, x_tree, tree = self._vector_trees()
+        # at each chosen x near the data: the nearest point, and the log of the weights' normaliser
+        near, distance = np.zeros(len(q), dtype=np.intp), np.full(len(q), np.inf)
+        nearby = chosen & (np.abs(q).max(axis=1) < self.LIMIT)  # beyond: moved back, and far from every point
+        if nearby.any():
+            distance[nearby], near[nearby] = x_tree.query(q[nearby])
+        x_close = distance < self.FAR
+        log_norm = np.zeros(len(q))
+        queries = np.flatnonzero(x_close)
+        radius = np.sqrt(distance[queries] ** 2 + 2 * self.NEGLIGIBLE)
+        for chunk, rows, index, starts in self._balls(x_tree, q[queries], radius):
+            at = queries[rows]
+            terms = -0.5 * self._excess(q[at], points[near[at]], points[index])
+            log_norm[queries[chunk]] = _segment_logsumexp(terms, starts)
+        # the kernel sum at each query near a training point in (x/h, y/g)
+        close = x_close[of_x] & np.isfinite(scaled_y).all(axis=1)
+        joint = np.column_stack([q[of_x[close]], scaled_y[close]])
+        distance = np.full(len(flat_y), np.inf)
+        if len(joint):
+            distance[close] = tree.query(joint)[0]
+        inside = distance[close] < self.FAR
+        close[close] = inside
+        queries = np.flatnonzero(close)
+        radius = np.sqrt(distance[queries] ** 2 + 2 * (36.0 + np.log(len(self.x_train))))
+        for chunk, rows, index, starts in self._balls(tree, joint[inside], radius):
+            at, x_at = queries[rows], of_x[queries[rows]]
+            z = (flat_y[at] - self.y_train[index]) / self.g
+            terms = -0.5 * (self._excess(q[x_at], points[near[x_at]], points[index]) + (z * z).sum(axis=1))
+            out[queries[chunk]] = _segment_logsumexp(terms, starts)
+        out[close] -= log_norm[of_x[close]]
+        return np.flatnonzero(chosen[of_x] & ~close)
+
+    def _cell_sums(self, scaled_y: np.ndarray, log_w: np.ndarray) -> np.ndarray:
+        """log sum_i w_i exp(-|y/g - y_i/g|² / 2) for many rows y/g (k, d_y) at one x, with log w over
+        every point: each query sums over the candidates of its cell, a cube of side ``CELL`` in y/g.
+
+        The terms t_i(y) = log w_i - |y/g - y_i/g|² / 2 of two points differ by a function linear in y,
+        so over a cell of centre c, t_i(y) - t_k(y) <= t_i(c) - t_k(c) + CELL/2 ||(y_i - y_k)/g||_1; with k
+        the largest term at c, a point for which this is below -(36 + log n) is below e^-36 / n of the
+        largest term at every y of the cell (as the trees' balls): it is left out, and the rest summed."""
+        points = self.y_train / self.g
+        margin = 36.0 + np.log(len(points))
+        cells = np.floor(scaled_y / self.CELL).astype(np.int64)  # |y/g| <= CELL_REACH: a few digits
+        order = np.lexsort(cells.T[::-1])  # the queries cell by cell
+        new = np.concatenate([[True], (cells[order[1:]] != cells[order[:-1]]).any(axis=1)])
+        cell_of = np.cumsum(new) - 1  # of each query in that order
+        centres = (cells[order[new]] + 0.5) * self.CELL  # (C, d_y)
+        # each cell's candidates: t_i(c) - t_k(c) from b_i + c·y_i/g (the common -|c|²/2 cancels), first
+        # against a looser slack through the points' median (||u - v||_1 <= ||u - m||_1 + ||v - m||_1)
+        b = log_w - 0.5 * (points**2).sum(axis=1)
+        spread = 0.5 * self.CELL * np.abs(points - np.median(points, axis=0)).sum(axis=1)
+        found_cell, found_point = [], []
+        step = max(1, self.BLOCK // len(points))
+        for lo in range(0, len(centres), step):
+            s = b + centres[lo : lo + step] @ points.T  # (cells, n)
+            best = np.argmax(s, axis=1)
+            s -= s[np.arange(len(best)), best][:, None]
+            cell, point = np.nonzero(s + spread + spread[best][:, None] >= -margin)
+            slack = 0.5 * self.CELL * np.abs(points[point] - points[best[cell]]).sum(axis=1)
+            keep = s[cell, point] + slack >= -margin
+            found_cell.append(cell[keep] + lo)
+            found_point.append(point[keep])
+        candidate_cell, candidates = np.concatenate(found_cell), np.concatenate(found_point)
+        counts = np.bincount(candidate_cell, minlength=len(centres))  # >= 1: the best is a candidate
+        first = np.concatenate([[0], np.cumsum(counts)[:-1]])  # where each cell's candidates begin
+        weight, axes = log_w[candidates], [np.ascontiguousarray(points[candidates, j]) for j in range(points.shape[1])]
+        queries = [np.ascontiguousarray(scaled_y[order, j]) for j in range(points.shape[1])]
+        sizes, shift = counts[cell_of], first[cell_of]
+        out = np.empty(len(scaled_y))
+        bounds = np.unique(np.searchsorted(np.cumsum(sizes), np.arange(0, sizes.sum(), self.BLOCK), side="right"))
+        for lo, hi in zip(bounds, [*bounds[1:], len(scaled_y)]):
+            chunk = sizes[lo:hi]
+            starts = np.concatenate([[0], np.cumsum(chunk)[:-1]])
+            pair = np.arange(chunk.sum()) + np.repeat(shift[lo:hi] - starts, chunk)  # into the candidates
+            squares = np.zeros(len(pair))
+            for query, axis in zip(queries, axes):
+                z = np.repeat(query[lo:hi], chunk) - axis[pair]
+                squares += z * z
+            out[order[lo:hi]] = _segment_logsumexp(weight[pair] - 0.5 * squares, starts)
+        return out
+
+    def _vector_mixture(self, y: np.ndarray, log_w: np.ndarray) -> np.ndarray:
+        """log sum_i w_i exp(-|(y - y_i) / g|² / 2) for rows y (k, d_y), in blocks of about 2^20 terms."""
+        out = np.empty(len(y))
+        block = max(1, 2**20 // len(log_w))
+        for start in range(0, len(y), block):
+            with np.errstate(over="ignore"):  # a square beyond float64: a density below it, -inf
+                z = (y[start : start + block, None, :] - self.y_train) / self.g
+                out[start : start + block] = logsumexp_last(log_w - 0.5 * (z * z).sum(axis=-1))
+        return out
+
+    def _vector_sample(self, x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+        """For each x, n picks of a training point by w_i(x), each its y plus g times a standard normal."""
+        q = self._scaled(x.reshape(len(x), self._x_dim))[0]
+        out = np.empty((n, len(x), self._y_dim))
+        for j in range(len(x)):
+            pick = sample_categorical(self._all_log_weights(q[j])[None, :], n, rng)[:, 0]
+            out[:, j] = self.y_train[pick] + self.g * rng.standard_normal((n, self._y_dim))
+        return out if self._y_dim > 1 else out[..., 0]
