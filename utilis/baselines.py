@@ -41,26 +41,18 @@ class _SingleNetwork(NetworkDensity):
 
     def __init__(self, outputs: int, hidden: int, depth: int, x_dim: int = 1, y_dim: int = 1):
         super().__init__()
-        self._x_dim, self._y_dim = check_count(x_dim, "x_dim"), check_count(y_dim, "y_dim")
-        self.scaling = Standardiser(self._x_dim, self._y_dim)
-        self.net = mlp(self._x_dim, outputs, check_count(hidden, "hidden"), check_count(depth, "depth"))
-
-    @property
-    def x_dim(self) -> int:
-        return self._x_dim
-
-    @property
-    def y_space(self) -> Euclidean:
-        return Euclidean(self._y_dim)
+        self.x_dim, self.y_space = check_count(x_dim, "x_dim"), Euclidean(check_count(y_dim, "y_dim"))
+        self.scaling = Standardiser(self.x_dim, self.y_dim)
+        self.net = mlp(self.x_dim, outputs, check_count(hidden, "hidden"), check_count(depth, "depth"))
 
     def features(self, x: Tensor) -> Tensor:
         """The network's outputs for a batch of x (n,) or (n, x_dim): (n, outputs)."""
-        expected = 1 if self._x_dim == 1 else 2
-        if x.ndim != expected or (self._x_dim > 1 and x.shape[1] != self._x_dim):
-            shape = "(n,)" if self._x_dim == 1 else f"(n, {self._x_dim})"
+        expected = 1 if self.x_dim == 1 else 2
+        if x.ndim != expected or (self.x_dim > 1 and x.shape[1] != self.x_dim):
+            shape = "(n,)" if self.x_dim == 1 else f"(n, {self.x_dim})"
             raise ValueError(f"x must be a tensor of inputs of shape {shape}, got shape {tuple(x.shape)}")
         z = self.scaling.z_x(x)
-        return self.net(z[:, None] if self._x_dim == 1 else z)
+        return self.net(z[:, None] if self.x_dim == 1 else z)
 
     @torch.no_grad()
     def _outputs(self, x: np.ndarray) -> np.ndarray:
@@ -81,16 +73,16 @@ class GaussianRegression(_SingleNetwork, GaussianMixtureDensity):
     def __init__(self, hidden: int = 64, depth: int = 3, x_dim: int = 1, y_dim: int = 1):
         super().__init__(y_dim, hidden, depth, x_dim, y_dim)
         # s, or for a vector y the Cholesky factor of the residuals' covariance
-        start = torch.ones(()) if self._y_dim == 1 else torch.eye(self._y_dim)
+        start = torch.ones(()) if self.y_dim == 1 else torch.eye(self.y_dim)
         self.register_buffer("scale", start.to(torch.float64))
 
     def mean(self, x: Tensor) -> Tensor:
         """f(x): (n,), or (n, y_dim)."""
         out = self.scaling.y_mean.float() + self.scaling.y_sd.float() * self.features(x)
-        return out[:, 0] if self._y_dim == 1 else out
+        return out[:, 0] if self.y_dim == 1 else out
 
     def forward(self, x: Tensor) -> torch.distributions.Distribution:
-        if self._y_dim > 1:
+        if self.y_dim > 1:
             return torch.distributions.MultivariateNormal(self.mean(x), scale_tril=self.scale.float())
         return torch.distributions.Normal(self.mean(x), self.scale.float())
 
@@ -108,7 +100,7 @@ class GaussianRegression(_SingleNetwork, GaussianMixtureDensity):
     def _squared_error(self, x: Tensor, y: Tensor) -> Tensor:
         """The mean squared error of f(x), in z-units of y (the training loss; summed over y's axes)."""
         z_y = self.scaling.z_y(y)
-        if self._y_dim == 1:
+        if self.y_dim == 1:
             return (self.features(x)[:, 0] - z_y).square().mean()
         return (self.features(x) - z_y).square().sum(-1).mean()
 
@@ -117,7 +109,7 @@ class GaussianRegression(_SingleNetwork, GaussianMixtureDensity):
         of their covariance (about zero, as the Gaussian's is; its eigenvalues floored at 1e-12 of the
         largest, so that a residual exactly collinear keeps a factor)."""
         residuals = y - self._given_x(x)[1][:, 0]
-        if self._y_dim == 1:
+        if self.y_dim == 1:
             self.scale.fill_(float(np.std(residuals)) or 1.0)
             return
         covariance = residuals.T @ residuals / len(residuals)
@@ -127,17 +119,17 @@ class GaussianRegression(_SingleNetwork, GaussianMixtureDensity):
 
     def predict(self, x: ArrayLike) -> np.ndarray:
         """f(x): the squared-error prediction, (m,) or (m, y_dim), for x a scalar or 1-D (rows (m, x_dim))."""
-        x = check_inputs(x, "x", self._x_dim)
+        x = check_inputs(x, "x", self.x_dim)
         self._check_ready()
         return self._given_x(x)[1][:, 0]
 
     def _given_x(self, x):
         y_mean, y_sd = self.scaling.y_mean.numpy(), self.scaling.y_sd.numpy()
-        if self._y_dim == 1:
+        if self.y_dim == 1:
             mean = y_mean.item() + y_sd.item() * self._outputs(x)  # (m, 1)
             return np.zeros_like(mean), mean, np.full_like(mean, self.scale.item())
         mean = (y_mean + y_sd * self._outputs(x))[:, None, :]  # (m, 1, d)
-        tril = np.broadcast_to(self.scale.numpy(), (len(x), 1, self._y_dim, self._y_dim))
+        tril = np.broadcast_to(self.scale.numpy(), (len(x), 1, self.y_dim, self.y_dim))
         return np.zeros((len(x), 1)), mean, tril
 
 

@@ -53,6 +53,7 @@ from scipy import optimize, spatial
 from sklearn.mixture import GaussianMixture
 
 from utilis.mixtures import GaussianMixtureDensity
+from utilis.networks import check_paired
 from utilis.numerics import LOG_SQRT_2PI, log_gaussian_posterior, logsumexp_last, sample_categorical
 from utilis.protocol import CheckedDensity, NotFittedError, check_count, check_positive, finite_array
 from utilis.spaces import Euclidean
@@ -100,37 +101,21 @@ class GaussianMixtureRegression(GaussianMixtureDensity):
         self._check_ready()
         return int(self.mixture.n_components)
 
-    @property
-    def x_dim(self) -> int:
-        """The dimension of x the fit saw (1 before a fit)."""
-        return self._x_dim
-
-    @property
-    def y_space(self) -> Euclidean:
-        """R^d for the d of the y the fit saw (the line before a fit)."""
-        return Euclidean(self._y_dim)
-
-    _x_dim, _y_dim = 1, 1
-
     def fit(self, x: ArrayLike, y: ArrayLike, *, seed: int | None = 0) -> GaussianMixtureRegression:
         """Fit by EM (seeded), choosing K among the candidates by held-out likelihood if there are several.
 
         ``x`` is (n,) or (n, d_x) and ``y`` (n,) or (n, d_y), in any dimensions: the joint is a mixture
         over R^(d_x + d_y) with full covariances, and each axis is z-scored before EM."""
-        x, y = _columns(x, "x"), _columns(y, "y")
-        if len(x) != len(y):
-            raise ValueError(f"x and y must hold the same number of points, got {len(x)} and {len(y)}")
-        if len(x) < 2:
-            raise ValueError(f"fitting needs at least 2 points, got {len(x)}")
+        x, y = check_paired(_columns(x, "x"), _columns(y, "y"))
         seed = None if seed is None else check_count(seed, "seed", minimum=0)
-        self._x_dim, self._y_dim = x.shape[1], y.shape[1]
+        self.x_dim, self.y_space = x.shape[1], Euclidean(y.shape[1])
         points = np.column_stack([x, y])
         columns = [np.ascontiguousarray(column) for column in points.T]  # each summed as a 1-D array
         self._centre = np.array([column.mean() for column in columns])
         self._spread = np.array([column.std() or 1.0 for column in columns])
         points = (points - self._centre) / self._spread
-        x = x[:, 0] if self._x_dim == 1 else x
-        y = y[:, 0] if self._y_dim == 1 else y
+        x = x[:, 0] if self.x_dim == 1 else x
+        y = y[:, 0] if self.y_dim == 1 else y
         k_best = self.candidates[0]
         if len(self.candidates) > 1:
             val, train = _split(len(x), seed)
@@ -158,7 +143,7 @@ class GaussianMixtureRegression(GaussianMixtureDensity):
             raise NotFittedError("this GaussianMixtureRegression is not fitted yet: call fit(x, y) first")
 
     def _given_x(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if (self._x_dim, self._y_dim) != (1, 1):
+        if (self.x_dim, self.y_dim) != (1, 1):
             return self._given_vector_x(x)
         x_mean, y_mean = self._centre
         x_sd, y_sd = self._spread
@@ -179,7 +164,7 @@ class GaussianMixtureRegression(GaussianMixtureDensity):
 
         all in z-scored units, then scaled back per axis. Returns log w (m, K) and, for a scalar y, the
         means and sds (m, K); else the means (m, K, d_y) and the Cholesky factors (m, K, d_y, d_y)."""
-        d_x = self._x_dim
+        d_x = self.x_dim
         x = x.reshape(len(x), d_x)
         mean, cov = self.mixture.means_, self.mixture.covariances_  # (K, d), (K, d, d), z-scored
         sxx, syx, syy = cov[:, :d_x, :d_x], cov[:, d_x:, :d_x], cov[:, d_x:, d_x:]
@@ -199,10 +184,10 @@ class GaussianMixtureRegression(GaussianMixtureDensity):
         conditional = syy - gain @ np.swapaxes(syx, -1, -2)  # (K, d_y, d_y)
         conditional = y_spread[:, None] * conditional * y_spread[None, :]
         conditional = 0.5 * (conditional + np.swapaxes(conditional, -1, -2))  # symmetric to the last bit
-        floor = 1e-300 if self._y_dim == 1 else 1e-12 * np.max(np.abs(conditional))
+        floor = 1e-300 if self.y_dim == 1 else 1e-12 * np.max(np.abs(conditional))
         values, vectors = np.linalg.eigh(conditional)
         conditional = np.einsum("kij,kj,klj->kil", vectors, np.maximum(values, floor), vectors)
-        if self._y_dim == 1:
+        if self.y_dim == 1:
             sds = np.broadcast_to(np.sqrt(conditional[:, 0, 0]), log_w.shape)
             return log_w, means[..., 0], sds
         tril = np.broadcast_to(np.linalg.cholesky(conditional), (len(x), *conditional.shape))
@@ -308,27 +293,13 @@ class ConditionalKDE(CheckedDensity):
         self._tree: spatial.cKDTree | None = None  # built at the first evaluation after fit
         self._trees: tuple[np.ndarray, spatial.cKDTree, spatial.cKDTree] | None = None  # the same, for vectors
 
-    @property
-    def x_dim(self) -> int:
-        """The dimension of x the fit saw (1 before a fit)."""
-        return self._x_dim
-
-    @property
-    def y_space(self) -> Euclidean:
-        """R^d for the d of the y the fit saw (the line before a fit)."""
-        return Euclidean(self._y_dim)
-
-    _x_dim, _y_dim, _vector = 1, 1, False  # _vector: fitted by the vector path (any x or y not both scalars)
+    _vector = False  # _vector: fitted by the vector path (any x or y not both scalars)
 
     def fit(self, x: ArrayLike, y: ArrayLike, *, seed: int | None = 0) -> ConditionalKDE:
         """Keep the points; choose the missing bandwidths by leave-one-out log-likelihood (Nelder-Mead on logs).
 
         ``x`` is (n,) or (n, d_x) and ``y`` (n,) or (n, d_y), in any dimensions (a single column is a scalar)."""
-        x, y = _columns(x, "x"), _columns(y, "y")
-        if len(x) != len(y):
-            raise ValueError(f"x and y must hold the same number of points, got {len(x)} and {len(y)}")
-        if len(x) < 2:
-            raise ValueError(f"fitting needs at least 2 points, got {len(x)}")
+        x, y = check_paired(_columns(x, "x"), _columns(y, "y"))
         seed = None if seed is None else check_count(seed, "seed", minimum=0)
         scalar = x.shape[1] == y.shape[1] == 1
         h, g = (_axis_factors(option, values.shape[1], scalar, name)
@@ -342,7 +313,7 @@ class ConditionalKDE(CheckedDensity):
         self.h, self.g = h * self.scale[0], g * self.scale[1]
         order = np.argsort(x, kind="stable")
         self.x_train, self.y_train = x[order], y[order]
-        self._x_dim, self._y_dim, self._vector = 1, 1, False
+        self.x_dim, self.y_space, self._vector = 1, Euclidean(1), False
         self._tree = self._trees = None
         return self
 
@@ -487,7 +458,7 @@ class ConditionalKDE(CheckedDensity):
             h, g = self._choose_vector(x, y, seed, h, g)
         self.h, self.g = h * self.scale[0], g * self.scale[1]
         self.x_train, self.y_train = x.copy(), y.copy()
-        self._x_dim, self._y_dim, self._vector = x.shape[1], y.shape[1], True
+        self.x_dim, self.y_space, self._vector = x.shape[1], Euclidean(y.shape[1]), True
         self._tree = self._trees = None
         return self
 
@@ -583,7 +554,7 @@ class ConditionalKDE(CheckedDensity):
         k-d tree in (x/h, y/g) finds near each query (:meth:`_tree_sums`). At an x that ``MANY``
         queries share (a grid of y), the weights of every point once, and the sum over each cell's
         candidates (:meth:`_cell_sums`). A query far from every point sums over all of them."""
-        d_x, d_y = self._x_dim, self._y_dim
+        d_x, d_y = self.x_dim, self.y_dim
         y = y[..., None] if d_y == 1 else y
         x = x[..., None] if d_x == 1 else x
         shape = np.broadcast_shapes(y.shape[:-1], x.shape[:-1])
@@ -707,9 +678,9 @@ class ConditionalKDE(CheckedDensity):
 
     def _vector_sample(self, x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
         """For each x, n picks of a training point by w_i(x), each its y plus g times a standard normal."""
-        q = self._scaled(x.reshape(len(x), self._x_dim))[0]
-        out = np.empty((n, len(x), self._y_dim))
+        q = self._scaled(x.reshape(len(x), self.x_dim))[0]
+        out = np.empty((n, len(x), self.y_dim))
         for j in range(len(x)):
             pick = sample_categorical(self._all_log_weights(q[j])[None, :], n, rng)[:, 0]
-            out[:, j] = self.y_train[pick] + self.g * rng.standard_normal((n, self._y_dim))
-        return out if self._y_dim > 1 else out[..., 0]
+            out[:, j] = self.y_train[pick] + self.g * rng.standard_normal((n, self.y_dim))
+        return out if self.y_dim > 1 else out[..., 0]

@@ -101,20 +101,21 @@ Field = Callable[[Tensor, Tensor, bool], tuple[Tensor, Tensor | None]]
 
 
 class ZScore(Transform):
-    """ỹ = (y - mean) / sd, clipped at ±``Z_LIMIT``; log |dỹ/dy| = -log sd.
+    """ỹ = (y - mean) / sd, clipped at ±``Z_LIMIT``; log |dỹ/dy| = -log sd. For a vector y (..., d),
+    ``mean`` and ``sd`` are (d,), each axis is z-scored, and log |dỹ/dy| = -Σ log sd.
 
     The clip keeps a query of 1e300 finite (a network fed it would overflow); past it the density is
     that of the clip, as for every network here (:data:`utilis.networks.Z_LIMIT`).
     """
 
-    domain = constraints.real
-    codomain = constraints.real
     bijective = True
     sign = +1
 
     def __init__(self, mean: Tensor, sd: Tensor):
         super().__init__()
         self.mean, self.sd = mean, sd
+        self.vector = sd.ndim > 0
+        self.domain = self.codomain = constraints.independent(constraints.real, 1) if self.vector else constraints.real
 
     def _call(self, y: Tensor) -> Tensor:
         return ((y.to(self.mean.dtype) - self.mean) / self.sd).clamp(-Z_LIMIT, Z_LIMIT)
@@ -123,6 +124,8 @@ class ZScore(Transform):
         return self.mean + self.sd * z
 
     def log_abs_det_jacobian(self, y: Tensor, z: Tensor) -> Tensor:
+        if self.vector:
+            return (-self.sd.log().sum()).expand(y.shape[:-1])
         return (-self.sd.log()).expand(y.shape)
 
 
@@ -533,45 +536,37 @@ class FlowMatching(_FlowModel):
         y_dim: int = 1,
     ):
         super().__init__()
-        self._x_dim, self._y_dim = check_count(x_dim, "x_dim"), check_count(y_dim, "y_dim")
-        if self._y_dim > MAX_FIELD_DIM:
+        self.x_dim, self.y_space = check_count(x_dim, "x_dim"), Euclidean(check_count(y_dim, "y_dim"))
+        if self.y_dim > MAX_FIELD_DIM:
             raise ValueError(
                 f"y_dim must be <= {MAX_FIELD_DIM}, got {y_dim}: the exact divergence costs a forward pass per "
                 "dimension of y at every step of every solve"
             )
-        self.scaling = Standardiser(self._x_dim, self._y_dim)
+        self.scaling = Standardiser(self.x_dim, self.y_dim)
         self.atol = check_positive(atol, "atol")
         self.rtol = check_positive(rtol, "rtol")
         self.paths = None if paths is None else check_count(paths, "paths")
         self.frequencies = check_count(frequencies, "frequencies", minimum=0)
         self.time_power = check_positive(time_power, "time_power")
-        inputs = self._y_dim + self._x_dim + 1 + 2 * self.frequencies
-        self.net = mlp(inputs, self._y_dim, check_count(hidden, "hidden"), check_count(depth, "depth"))
+        inputs = self.y_dim + self.x_dim + 1 + 2 * self.frequencies
+        self.net = mlp(inputs, self.y_dim, check_count(hidden, "hidden"), check_count(depth, "depth"))
         self._noise: torch.Generator | None = None  # the training paths' noise, during fit only
         self._noise_seed = 0
         self._n_train = 0  # the training set's size, set by fit (it sets the default number of paths)
         self._tolerances: tuple[float, float] | None = None  # set by log_prob(..., atol, rtol) while it runs
 
     @property
-    def x_dim(self) -> int:
-        return self._x_dim
-
-    @property
-    def y_space(self):
-        return Euclidean(self._y_dim)
-
-    @property
     def _vector(self) -> bool:
-        return (self._x_dim, self._y_dim) != (1, 1)
+        return (self.x_dim, self.y_dim) != (1, 1)
 
     def _inputs(self, y: Tensor, t: Tensor, x_z: Tensor) -> Tensor:
         """The field's inputs (..., d_y + d_x + 1 + 2F): ỹ first (its derivatives give the divergence), x, t and
         its features. For a scalar y and x, ``y``, ``t`` and ``x_z`` share one shape; else ``y`` is (..., d_y),
         ``x_z`` (..., d_x) and ``t`` (...,)."""
         if self._vector:
-            y = y if self._y_dim > 1 else y[..., None]
-            x_z = x_z if self._x_dim > 1 else x_z[..., None]
-            columns = [y, x_z.expand(*y.shape[:-1], self._x_dim), t[..., None]]
+            y = y if self.y_dim > 1 else y[..., None]
+            x_z = x_z if self.x_dim > 1 else x_z[..., None]
+            columns = [y, x_z.expand(*y.shape[:-1], self.x_dim), t[..., None]]
             if self.frequencies:
                 angles = t[..., None] * (
                     math.pi * torch.arange(1, self.frequencies + 1, dtype=t.dtype, device=t.device)
@@ -597,34 +592,32 @@ class FlowMatching(_FlowModel):
             return v[..., 0], None if dv is None else dv[..., 0]
 
         def vector_field(t: Tensor, y: Tensor, divergence: bool) -> tuple[Tensor, Tensor | None]:
-            batch = y.shape[:-1] if self._y_dim > 1 else y.shape
-            v, div = mlp_and_divergence(
-                layers, self._inputs(y, t.to(dtype).expand(batch), x_z), self._y_dim, divergence
-            )
-            return (v if self._y_dim > 1 else v[..., 0]), div
+            batch = y.shape[:-1] if self.y_dim > 1 else y.shape
+            v, div = mlp_and_divergence(layers, self._inputs(y, t.to(dtype).expand(batch), x_z), self.y_dim, divergence)
+            return (v if self.y_dim > 1 else v[..., 0]), div
 
         return vector_field if self._vector else field
 
     def _ode(self, x_z: Tensor, dtype: torch.dtype, atol: float | None = None, rtol: float | None = None) -> ODEFlow:
         parameters = (*self.parameters(),) if torch.is_grad_enabled() else ()
-        kind = VectorODEFlow if self._y_dim > 1 else ODEFlow
+        kind = VectorODEFlow if self.y_dim > 1 else ODEFlow
         return kind(self._field(x_z, dtype), parameters, atol or self.atol, rtol or self.rtol)
 
     def _vector_flow(self, transform: Transform, like: Tensor) -> NormalizingFlow:
         """:meth:`_flow` for a vector y: per-axis z-scoring, and a standard normal base over the last axis."""
         base = Independent(Normal(torch.zeros_like(like), torch.ones_like(like), validate_args=False), 1)
-        z_score = _VectorZScore(self.scaling.y_mean.to(like.dtype), self.scaling.y_sd.to(like.dtype))
+        z_score = ZScore(self.scaling.y_mean.to(like.dtype), self.scaling.y_sd.to(like.dtype))
         return NormalizingFlow(ComposedTransform(z_score, transform), base)
 
     def _flow_of(self, x_z: Tensor, dtype: torch.dtype, like: Tensor, *tolerances) -> NormalizingFlow:
         ode = self._ode(x_z, dtype, *tolerances)
-        return self._vector_flow(ode, like) if self._y_dim > 1 else self._flow(ode, like)
+        return self._vector_flow(ode, like) if self.y_dim > 1 else self._flow(ode, like)
 
     def forward(self, x: Tensor) -> NormalizingFlow:
         """p(y | x) for a batch of x (n,) or (n, x_dim): a zuko ``NormalizingFlow`` whose log_prob and sample
         solve the ODE."""
         if self._vector:
-            like = torch.zeros(x.shape[0], *(() if self._y_dim == 1 else (self._y_dim,)), device=x.device)
+            like = torch.zeros(x.shape[0], *(() if self.y_dim == 1 else (self.y_dim,)), device=x.device)
             return self._flow_of(self.scaling.z_x(x), torch.float32, like)
         if x.ndim != 1:
             raise ValueError(f"x must be a 1-D tensor of inputs, got shape {tuple(x.shape)}")
@@ -666,9 +659,9 @@ class FlowMatching(_FlowModel):
         z = torch.randn(y_z.shape, generator=generator, device=y_z.device)
         t_y = t[:, None] if y_z.ndim == 2 else t
         v = self.net(self._inputs((1 - t_y) * z + t_y * y_z, t, x_z))
-        v = v if self._y_dim > 1 else v[..., 0]
+        v = v if self.y_dim > 1 else v[..., 0]
         error = (v - (y_z - z)).square()
-        return (error.sum(-1) if self._y_dim > 1 else error).mean()
+        return (error.sum(-1) if self.y_dim > 1 else error).mean()
 
     def paths_per_point(self, n: int, training: bool = True) -> int:
         """Paths drawn per point for a batch of n points: ``paths`` (or enough for the epoch's 16,384
@@ -740,13 +733,13 @@ class FlowMatching(_FlowModel):
     @torch.no_grad()
     def _log_prob(self, y: np.ndarray, x: np.ndarray, x_z: np.ndarray) -> np.ndarray:
         if self._vector:
-            y_rows = y.reshape(*y.shape[: y.ndim - (self._y_dim > 1)], self._y_dim)
-            x_rows = x_z.reshape(*x_z.shape[: x_z.ndim - (self._x_dim > 1)], self._x_dim)
+            y_rows = y.reshape(*y.shape[: y.ndim - (self.y_dim > 1)], self.y_dim)
+            x_rows = x_z.reshape(*x_z.shape[: x_z.ndim - (self.x_dim > 1)], self.x_dim)
             shape = np.broadcast_shapes(y_rows.shape[:-1], x_rows.shape[:-1])
-            y_flat = np.broadcast_to(y_rows, (*shape, self._y_dim)).reshape(-1, self._y_dim)
-            x_flat = np.broadcast_to(x_rows, (*shape, self._x_dim)).reshape(-1, self._x_dim)
-            y_flat = y_flat if self._y_dim > 1 else y_flat[:, 0]
-            x_flat = x_flat if self._x_dim > 1 else x_flat[:, 0]
+            y_flat = np.broadcast_to(y_rows, (*shape, self.y_dim)).reshape(-1, self.y_dim)
+            x_flat = np.broadcast_to(x_rows, (*shape, self.x_dim)).reshape(-1, self.x_dim)
+            y_flat = y_flat if self.y_dim > 1 else y_flat[:, 0]
+            x_flat = x_flat if self.x_dim > 1 else x_flat[:, 0]
             tolerances = self._tolerances or (self.atol, self.rtol)
             log_p = self._solves(y_flat.copy(), x_flat.copy(), tolerances, lambda flow, y: flow.log_prob(y))
             return log_p.reshape(shape)
@@ -757,13 +750,13 @@ class FlowMatching(_FlowModel):
 
     @torch.no_grad()
     def _sample(self, x: np.ndarray, n: int, rng: np.random.Generator, x_z: np.ndarray) -> np.ndarray:
-        if self._y_dim > 1:
-            z = rng.standard_normal((n * len(x), self._y_dim))
-            x_flat = np.tile(x_z, (n, 1)) if self._x_dim > 1 else np.tile(x_z, n)  # sample-major
+        if self.y_dim > 1:
+            z = rng.standard_normal((n * len(x), self.y_dim))
+            x_flat = np.tile(x_z, (n, 1)) if self.x_dim > 1 else np.tile(x_z, n)  # sample-major
             samples = self._solves(z, x_flat, (self.atol, self.rtol), lambda flow, z: flow.transform.inv(z))
-            return samples.reshape(n, len(x), self._y_dim)
+            return samples.reshape(n, len(x), self.y_dim)
         z = rng.standard_normal((n, len(x))).ravel()
-        x_flat = np.tile(x_z, (n, 1)) if self._x_dim > 1 else np.tile(x_z, n)  # (n len(x),), sample-major
+        x_flat = np.tile(x_z, (n, 1)) if self.x_dim > 1 else np.tile(x_z, n)  # (n len(x),), sample-major
         samples = self._solves(z, x_flat, (self.atol, self.rtol), lambda flow, z: flow.transform.inv(z))
         return samples.reshape(n, len(x))
 
@@ -787,28 +780,6 @@ class FlowMatching(_FlowModel):
         return y_mean + y_sd * self._numpy(torch.stack(states))
 
 
-class _VectorZScore(Transform):
-    """ỹ = (y - mean) / sd per axis of a vector y (..., d), clipped at ±``Z_LIMIT``; log |dỹ/dy| = -Σ log sd."""
-
-    domain = constraints.independent(constraints.real, 1)
-    codomain = constraints.independent(constraints.real, 1)
-    bijective = True
-    sign = +1
-
-    def __init__(self, mean: Tensor, sd: Tensor):
-        super().__init__()
-        self.mean, self.sd = mean, sd
-
-    def _call(self, y: Tensor) -> Tensor:
-        return ((y.to(self.mean.dtype) - self.mean) / self.sd).clamp(-Z_LIMIT, Z_LIMIT)
-
-    def _inverse(self, z: Tensor) -> Tensor:
-        return self.mean + self.sd * z
-
-    def log_abs_det_jacobian(self, y: Tensor, z: Tensor) -> Tensor:
-        return (-self.sd.log().sum()).expand(y.shape[:-1])
-
-
 class NeuralSplineFlow(NetworkDensity):
     """zuko's conditional neural spline flow (``zuko.flows.NSF``) over a y in R^d given x in R^(d_x), for
     d >= 2: ``transforms`` autoregressive layers of monotonic rational-quadratic splines with ``bins``
@@ -829,7 +800,7 @@ class NeuralSplineFlow(NetworkDensity):
 
     def __init__(self, x_dim: int = 2, y_dim: int = 2, bins: int = 8, transforms: int = 3, hidden=(64, 64)):
         super().__init__()
-        self._x_dim, self._y_dim = check_count(x_dim, "x_dim"), check_count(y_dim, "y_dim", minimum=2)
+        self.x_dim, self.y_space = check_count(x_dim, "x_dim"), Euclidean(check_count(y_dim, "y_dim", minimum=2))
         hidden = tuple(check_count(h, "hidden") for h in hidden)
         from zuko.flows import NSF  # here: only this class needs zuko's flows
 
@@ -837,28 +808,20 @@ class NeuralSplineFlow(NetworkDensity):
             "bins": check_count(bins, "bins", minimum=2),
             "transforms": check_count(transforms, "transforms"),
         }
-        self.flow = NSF(self._y_dim, self._x_dim, hidden_features=hidden, **self.settings)
-        self.scaling = Standardiser(self._x_dim, self._y_dim)
-
-    @property
-    def x_dim(self) -> int:
-        return self._x_dim
-
-    @property
-    def y_space(self):
-        return Euclidean(self._y_dim)
+        self.flow = NSF(self.y_dim, self.x_dim, hidden_features=hidden, **self.settings)
+        self.scaling = Standardiser(self.x_dim, self.y_dim)
 
     def _description(self) -> str:
         return f"zuko NSF, {self.settings['transforms']} transforms of {self.settings['bins']} bins"
 
     def _context(self, x: Tensor) -> Tensor:
         z = self.scaling.z_x(x)
-        return z[:, None] if self._x_dim == 1 else z
+        return z[:, None] if self.x_dim == 1 else z
 
     def forward(self, x: Tensor) -> NormalizingFlow:
         """p(y | x) for a batch of x (n,) or (n, x_dim): zuko's flow after the per-axis z-scoring of y."""
         inner = self.flow(self._context(x))
-        z_score = _VectorZScore(self.scaling.y_mean.float(), self.scaling.y_sd.float())
+        z_score = ZScore(self.scaling.y_mean.float(), self.scaling.y_sd.float())
         return NormalizingFlow(ComposedTransform(z_score, inner.transform), inner.base)
 
     @torch.no_grad()
@@ -869,23 +832,23 @@ class NeuralSplineFlow(NetworkDensity):
     def _log_prob(self, y: np.ndarray, x: np.ndarray, x_rows: np.ndarray) -> np.ndarray:
         shape = np.broadcast_shapes(y.shape[:-1], x_rows.shape[:-1])
         # copies: torch takes no read-only (broadcast) array
-        y_flat = np.broadcast_to(y, (*shape, self._y_dim)).reshape(-1, self._y_dim).copy()
+        y_flat = np.broadcast_to(y, (*shape, self.y_dim)).reshape(-1, self.y_dim).copy()
         x_flat = np.broadcast_to(x_rows, (*shape, x_rows.shape[-1])).reshape(-1, x_rows.shape[-1]).copy()
         out = np.empty(len(y_flat))
         for s in range(0, len(y_flat), self._BLOCK):
             block = slice(s, s + self._BLOCK)
-            x_t = self._as_tensor(x_flat[block] if self._x_dim > 1 else x_flat[block, 0])
+            x_t = self._as_tensor(x_flat[block] if self.x_dim > 1 else x_flat[block, 0])
             out[block] = self._numpy(self(x_t).log_prob(self._as_tensor(y_flat[block]).float()))
         return out.reshape(shape)
 
     @torch.no_grad()
     def _sample(self, x: np.ndarray, n: int, rng: np.random.Generator, x_rows: np.ndarray) -> np.ndarray:
-        z = rng.standard_normal((n, len(x), self._y_dim))
+        z = rng.standard_normal((n, len(x), self.y_dim))
         x_all = np.tile(x_rows, (n, 1))  # (n m, d_x), sample-major
-        x_t = self._as_tensor(x_all if self._x_dim > 1 else x_all[:, 0])
+        x_t = self._as_tensor(x_all if self.x_dim > 1 else x_all[:, 0])
         flow = self(x_t)
-        return self._numpy(flow.transform.inv(self._as_tensor(z.reshape(-1, self._y_dim)).float())).reshape(
-            n, len(x), self._y_dim
+        return self._numpy(flow.transform.inv(self._as_tensor(z.reshape(-1, self.y_dim)).float())).reshape(
+            n, len(x), self.y_dim
         )
 
     @staticmethod

@@ -104,21 +104,13 @@ class MDN(NetworkDensity, GaussianMixtureDensity):
         super().__init__()
         self.n_components = check_count(n_components, "n_components")
         self.min_scale = check_positive(min_scale, "min_scale")
-        self._x_dim, self._y_dim = check_count(x_dim, "x_dim"), check_count(y_dim, "y_dim")
-        self.scaling = Standardiser(self._x_dim, self._y_dim)
+        self.x_dim, self.y_space = check_count(x_dim, "x_dim"), Euclidean(check_count(y_dim, "y_dim"))
+        self.scaling = Standardiser(self.x_dim, self.y_dim)
         # outputs: K mixing logits, K d means, and per component d raw scales (one, for a scalar y) and,
         # for a vector y, the d (d - 1) / 2 free entries below the Cholesky factor's diagonal
-        d = self._y_dim
+        d = self.y_dim
         outputs = self.n_components * (1 + d + d * (d + 1) // 2)
-        self.net = mlp(self._x_dim, outputs, check_count(hidden, "hidden"), check_count(depth, "depth"))
-
-    @property
-    def x_dim(self) -> int:
-        return self._x_dim
-
-    @property
-    def y_space(self) -> Euclidean:
-        return Euclidean(self._y_dim)
+        self.net = mlp(self.x_dim, outputs, check_count(hidden, "hidden"), check_count(depth, "depth"))
 
     def _check_fit_data(self, x: ArrayLike, y: ArrayLike, **extra) -> tuple[np.ndarray, np.ndarray, dict]:
         try:
@@ -130,15 +122,15 @@ class MDN(NetworkDensity, GaussianMixtureDensity):
 
     def _z_inputs(self, x: Tensor) -> Tensor:
         """x z-scored as the MLP takes it, (n, x_dim); ``ValueError`` for a batch of another shape."""
-        expected = (x.shape[0],) if self._x_dim == 1 else (x.shape[0], self._x_dim)
+        expected = (x.shape[0],) if self.x_dim == 1 else (x.shape[0], self.x_dim)
         if x.ndim != len(expected) or tuple(x.shape) != expected:
             raise ValueError(f"x must be a tensor of inputs of shape {('n', *expected[1:])}, got {tuple(x.shape)}")
         z = self.scaling.z_x(x)
-        return z[:, None] if self._x_dim == 1 else z
+        return z[:, None] if self.x_dim == 1 else z
 
     def _split_vector(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Mixing logits (n, K), means (n, K, d) and Cholesky factors (n, K, d, d), in y's own units."""
-        k, d = self.n_components, self._y_dim
+        k, d = self.n_components, self.y_dim
         out = self.net(self._z_inputs(x))
         logits, means, raw = out.split([k, k * d, k * d * (d + 1) // 2], dim=-1)
         y_mean, y_sd = self.scaling.y_mean.float(), self.scaling.y_sd.float()
@@ -154,8 +146,8 @@ class MDN(NetworkDensity, GaussianMixtureDensity):
     def _split(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Mixing logits, means and scales of y (in y's own units), each (n, K), for x of shape (n,);
         for a vector y, :meth:`_split_vector`'s."""
-        if self._y_dim > 1 or self._x_dim > 1:
-            if self._y_dim > 1:
+        if self.y_dim > 1 or self.x_dim > 1:
+            if self.y_dim > 1:
                 return self._split_vector(x)
             logits, means, raw = (t.contiguous() for t in self.net(self._z_inputs(x)).chunk(3, dim=-1))
             y_mean, y_sd = self.scaling.y_mean.float(), self.scaling.y_sd.float()
@@ -170,7 +162,7 @@ class MDN(NetworkDensity, GaussianMixtureDensity):
     def forward(self, x: Tensor) -> GaussianMixture | MultivariateGaussianMixture:
         """p(y | x) for a batch of x (n,) or (n, x_dim): a ``MixtureSameFamily`` of K ``Normal`` (of K
         ``MultivariateNormal`` for a vector y) with batch shape (n,)."""
-        if self._y_dim > 1:
+        if self.y_dim > 1:
             return MultivariateGaussianMixture(*self._split(x))
         return GaussianMixture(*self._split(x))
 
@@ -183,7 +175,7 @@ class MDN(NetworkDensity, GaussianMixtureDensity):
         return f"MDN, K={self.n_components}"
 
     def _initialise(self, x: np.ndarray, y: np.ndarray) -> None:
-        if self._y_dim > 1:
+        if self.y_dim > 1:
             self._spread_components_in_space(y)
         else:
             self._spread_components(y)
@@ -193,7 +185,7 @@ class MDN(NetworkDensity, GaussianMixtureDensity):
         """For a vector y: the K means start at the centres of a K-means clustering of the z-scored y
         (seeded, one start: a spread over the data as the quantiles give on a line), equal weights, each
         axis' scale a K^(1/d)-th of its spread, no correlation."""
-        k, d = self.n_components, self._y_dim
+        k, d = self.n_components, self.y_dim
         y_z = (y - self.scaling.y_mean.numpy()) / self.scaling.y_sd.numpy()
         centres = (
             KMeans(k, n_init=1, random_state=0).fit(y_z).cluster_centers_
@@ -229,7 +221,7 @@ class MDN(NetworkDensity, GaussianMixtureDensity):
     def mixture(self, x: ArrayLike) -> MixtureParameters:
         """pi_k(x), mu_k(x), sigma_k(x) for each x (a scalar or 1-D array, or rows (m, x_dim)): three arrays
         (len(x), K), float64; for a vector y the means (len(x), K, d) and the Cholesky factors (len(x), K, d, d)."""
-        x = check_inputs(x, "x", self._x_dim)
+        x = check_inputs(x, "x", self.x_dim)
         self._check_ready()
         log_weights, means, scales = self._given_x(x)
         return MixtureParameters(np.exp(log_weights), means, scales)
@@ -241,7 +233,7 @@ class MDN(NetworkDensity, GaussianMixtureDensity):
 
     def modes(self, x: ArrayLike, y_grid: ArrayLike, min_mass: float = 0.05) -> list[np.ndarray]:
         """All modes of p(y | x) for each x (peaks holding ``min_mass``, see :func:`utilis.density.find_modes`)."""
-        if (self._x_dim, self._y_dim) != (1, 1):
+        if (self.x_dim, self.y_dim) != (1, 1):
             raise ValueError(
                 "MDN.modes searches a 1-D grid of y at a scalar x; for vectors use utilis.density.log_prob_on_grid "
                 "and the space's mode finding (y_space.find_modes)"

@@ -39,6 +39,7 @@ __all__ = [
     "Standardiser",
     "check_fit_data",
     "check_fit_rows",
+    "check_paired",
     "default_batch_size",
     "logsumexp",
     "mlp",
@@ -151,6 +152,15 @@ class Standardiser(nn.Module):
         return ((y.double() - self.y_mean) / self.y_sd).clamp(-Z_LIMIT, Z_LIMIT).float()
 
 
+def check_paired(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Training inputs and targets of one length, at least 2."""
+    if len(x) != len(y):
+        raise ValueError(f"x and y must hold the same number of points, got {len(x)} and {len(y)}")
+    if len(x) < 2:
+        raise ValueError(f"fitting needs at least 2 points, got {len(x)}")
+    return x, y
+
+
 def check_fit_data(x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Training inputs and targets as two 1-D float64 arrays of one length >= 2.
 
@@ -167,12 +177,7 @@ def check_fit_data(x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
                 "this model serves a scalar x and a scalar y"
             )
         arrays.append(array)
-    x_array, y_array = arrays
-    if len(x_array) != len(y_array):
-        raise ValueError(f"x and y must hold the same number of points, got {len(x_array)} and {len(y_array)}")
-    if len(x_array) < 2:
-        raise ValueError(f"fitting needs at least 2 points, got {len(x_array)}")
-    return x_array, y_array
+    return check_paired(*arrays)
 
 
 def check_fit_rows(x: ArrayLike, y: ArrayLike, x_dim: int = 1, y_dim: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -189,12 +194,7 @@ def check_fit_rows(x: ArrayLike, y: ArrayLike, x_dim: int = 1, y_dim: int = 1) -
             expected = "(n,)" if dim == 1 else f"(n, {dim})"
             raise ValueError(f"{name} must have shape {expected} for this model ({name}_dim={dim}), got {array.shape}")
         arrays.append(array)
-    x_array, y_array = arrays
-    if len(x_array) != len(y_array):
-        raise ValueError(f"x and y must hold the same number of points, got {len(x_array)} and {len(y_array)}")
-    if len(x_array) < 2:
-        raise ValueError(f"fitting needs at least 2 points, got {len(x_array)}")
-    return x_array, y_array
+    return check_paired(*arrays)
 
 
 RUN_OPTIONS = ("device", "progress", "description", "cpu_threads")
