@@ -100,7 +100,7 @@ def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="min_scale"):
         MDN(min_scale=-1.0)
     model = MDN(n_components=2)
-    with pytest.raises(ValueError, match="x must be a 1-D tensor"):
+    with pytest.raises(ValueError, match="x must be a tensor of inputs of shape \\(n,\\), got shape \\(4, 2\\)"):
         model(torch.zeros(4, 2))
     with pytest.raises(ValueError, match="n_bins must be >= 2"):
         BinnedClassifier(n_bins=1)

@@ -47,12 +47,7 @@ class _SingleNetwork(NetworkDensity):
 
     def features(self, x: Tensor) -> Tensor:
         """The network's outputs for a batch of x (n,) or (n, x_dim): (n, outputs)."""
-        expected = 1 if self.x_dim == 1 else 2
-        if x.ndim != expected or (self.x_dim > 1 and x.shape[1] != self.x_dim):
-            shape = "(n,)" if self.x_dim == 1 else f"(n, {self.x_dim})"
-            raise ValueError(f"x must be a tensor of inputs of shape {shape}, got shape {tuple(x.shape)}")
-        z = self.scaling.z_x(x)
-        return self.net(z[:, None] if self.x_dim == 1 else z)
+        return self.net(self.scaling.z_rows(x))
 
     @torch.no_grad()
     def _outputs(self, x: np.ndarray) -> np.ndarray:

@@ -814,13 +814,9 @@ class NeuralSplineFlow(NetworkDensity):
     def _description(self) -> str:
         return f"zuko NSF, {self.settings['transforms']} transforms of {self.settings['bins']} bins"
 
-    def _context(self, x: Tensor) -> Tensor:
-        z = self.scaling.z_x(x)
-        return z[:, None] if self.x_dim == 1 else z
-
     def forward(self, x: Tensor) -> NormalizingFlow:
         """p(y | x) for a batch of x (n,) or (n, x_dim): zuko's flow after the per-axis z-scoring of y."""
-        inner = self.flow(self._context(x))
+        inner = self.flow(self.scaling.z_rows(x))
         z_score = ZScore(self.scaling.y_mean.float(), self.scaling.y_sd.float())
         return NormalizingFlow(ComposedTransform(z_score, inner.transform), inner.base)
 

@@ -120,18 +120,10 @@ class MDN(NetworkDensity, GaussianMixtureDensity):
                 raise
             raise ValueError(f"{error}; for vectors build MDN(x_dim=..., y_dim=...)") from error
 
-    def _z_inputs(self, x: Tensor) -> Tensor:
-        """x z-scored as the MLP takes it, (n, x_dim); ``ValueError`` for a batch of another shape."""
-        expected = (x.shape[0],) if self.x_dim == 1 else (x.shape[0], self.x_dim)
-        if x.ndim != len(expected) or tuple(x.shape) != expected:
-            raise ValueError(f"x must be a tensor of inputs of shape {('n', *expected[1:])}, got {tuple(x.shape)}")
-        z = self.scaling.z_x(x)
-        return z[:, None] if self.x_dim == 1 else z
-
     def _split_vector(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Mixing logits (n, K), means (n, K, d) and Cholesky factors (n, K, d, d), in y's own units."""
         k, d = self.n_components, self.y_dim
-        out = self.net(self._z_inputs(x))
+        out = self.net(self.scaling.z_rows(x))
         logits, means, raw = out.split([k, k * d, k * d * (d + 1) // 2], dim=-1)
         y_mean, y_sd = self.scaling.y_mean.float(), self.scaling.y_sd.float()
         means = y_mean + y_sd * means.reshape(-1, k, d)
@@ -144,18 +136,12 @@ class MDN(NetworkDensity, GaussianMixtureDensity):
         return logits.contiguous(), means, y_sd[:, None] * tril  # diag(sd) L_z: the factor in y's units
 
     def _split(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Mixing logits, means and scales of y (in y's own units), each (n, K), for x of shape (n,);
-        for a vector y, :meth:`_split_vector`'s."""
-        if self.y_dim > 1 or self.x_dim > 1:
-            if self.y_dim > 1:
-                return self._split_vector(x)
-            logits, means, raw = (t.contiguous() for t in self.net(self._z_inputs(x)).chunk(3, dim=-1))
-            y_mean, y_sd = self.scaling.y_mean.float(), self.scaling.y_sd.float()
-            return logits, y_mean + y_sd * means, y_sd * (F.softplus(raw) + self.min_scale)
-        if x.ndim != 1:
-            raise ValueError(f"x must be a 1-D tensor of inputs, got shape {tuple(x.shape)}")
+        """Mixing logits, means and scales of y (in y's own units), each (n, K), for x of shape (n,) or
+        (n, x_dim); for a vector y, :meth:`_split_vector`'s."""
+        if self.y_dim > 1:
+            return self._split_vector(x)
         # (n, K) each, made contiguous: elementwise ops on strided views take torch's slow path
-        logits, means, raw = (t.contiguous() for t in self.net(self.scaling.z_x(x)[:, None]).chunk(3, dim=-1))
+        logits, means, raw = (t.contiguous() for t in self.net(self.scaling.z_rows(x)).chunk(3, dim=-1))
         y_mean, y_sd = self.scaling.y_mean.float(), self.scaling.y_sd.float()
         return logits, y_mean + y_sd * means, y_sd * (F.softplus(raw) + self.min_scale)
 

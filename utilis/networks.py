@@ -147,6 +147,16 @@ class Standardiser(nn.Module):
         """(x - mean) / sd as float32, clipped at +-``Z_LIMIT``."""
         return ((x.double() - self.x_mean) / self.x_sd).clamp(-Z_LIMIT, Z_LIMIT).float()
 
+    def z_rows(self, x: Tensor) -> Tensor:
+        """x z-scored as an MLP takes it, (n, x_dim) float32, from a batch of x (n,) (a scalar x) or (n, x_dim);
+        ``ValueError`` for a batch of another shape."""
+        scalar = self.x_mean.ndim == 0
+        if x.ndim != (1 if scalar else 2) or (not scalar and x.shape[1] != len(self.x_mean)):
+            shape = "(n,)" if scalar else f"(n, {len(self.x_mean)})"
+            raise ValueError(f"x must be a tensor of inputs of shape {shape}, got shape {tuple(x.shape)}")
+        z = self.z_x(x)
+        return z[:, None] if scalar else z
+
     def z_y(self, y: Tensor) -> Tensor:
         """(y - mean) / sd as float32, clipped at +-``Z_LIMIT``."""
         return ((y.double() - self.y_mean) / self.y_sd).clamp(-Z_LIMIT, Z_LIMIT).float()
