@@ -120,6 +120,12 @@ FACTORIES = {
     "kde-robot-arm": Factory("robot_arm", lambda data: ConditionalKDE(max_validation=100), fit_classical),
     "kde-room": Factory("room", lambda data: ConditionalKDE(max_validation=100), fit_classical),
     "hypotheses-sinusoid": Factory("sinusoid", lambda data: MultipleHypotheses(n_hypotheses=5, hidden=16), fit_plain),
+    "hypotheses-robot-arm": Factory(
+        "robot_arm", lambda data: MultipleHypotheses(5, hidden=16, x_dim=2, y_dim=2), fit_plain
+    ),
+    "hypotheses-room": Factory(
+        "room", lambda data: MultipleHypotheses(5, hidden=16, x_dim=data.x_dim, y_dim=2), fit_plain
+    ),
     "energy-likelihood-linear": Factory("linear", lambda data: EnergyModel(n_knots=32, hidden=16), fit_plain),
     "energy-infonce-camera": Factory("camera", lambda data: EnergyModel("infonce", n_knots=32, hidden=16), fit_plain),
     "oracle-gaussian-sinusoid": Factory("sinusoid", lambda data: BestSingleGaussian.for_dataset(data)),

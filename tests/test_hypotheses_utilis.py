@@ -1,5 +1,6 @@
 """Multiple hypotheses: WTA assignment and losses against brute-force loops, the evolving schedule,
-the kernel density against scipy and quadrature, gradients, unused hypotheses, bad options, plots."""
+the kernel density against scipy and quadrature, gradients, unused hypotheses, bad options, plots; for a
+vector y, Euclidean winners and diagonal kernels against scipy's multivariate normal."""
 
 import numpy as np
 import pytest
@@ -120,6 +121,54 @@ def test_trained_densities_integrate_to_one(density):
     assert model.bandwidth.item() in BANDWIDTHS
 
 
+PLANE_HYPOTHESES = np.array([[-2.0, 1.0], [0.5, 0.0], [3.0, -1.5]])
+
+
+def fixed_plane_model(bandwidth: float = 0.4) -> MultipleHypotheses:
+    """Three hypotheses in the plane, the same at every x in R^3 (head weights zeroed), read by kernels."""
+    model = MultipleHypotheses(n_hypotheses=3, density="kernel", x_dim=3, y_dim=2)
+    with torch.no_grad():
+        head = model.net[-1]
+        head.weight.zero_()
+        head.bias.copy_(torch.tensor(np.concatenate([PLANE_HYPOTHESES.ravel(), np.log(WEIGHTS)]), dtype=torch.float32))
+        model.bandwidth.fill_(bandwidth)
+        model.scaling.y_sd.copy_(torch.tensor([1.0, 2.0], dtype=torch.float64))  # the kernel's axes: 0.4, 0.8
+        model.fitted.fill_(True)
+    return model
+
+
+def test_vector_hypotheses_win_by_euclidean_distance_and_read_as_diagonal_kernels():
+    model, rng = fixed_plane_model(), np.random.default_rng(0)
+    x, y = rng.normal(size=(50, 3)), rng.normal(scale=2.0, size=(50, 2))
+    hypotheses, scores = model.predict(x)
+    means = PLANE_HYPOTHESES * [1.0, 2.0]  # z-scored hypotheses in y's units (means 0, sds 1 and 2)
+    np.testing.assert_allclose(hypotheses, np.broadcast_to(means, (50, 3, 2)), atol=1e-6)
+    np.testing.assert_allclose(scores, np.broadcast_to(WEIGHTS, (50, 3)), atol=1e-6)
+    brute = [int(np.argmin([np.hypot(*(point - h)) for h in means])) for point in y]
+    np.testing.assert_array_equal(model.winners(x, y), brute)
+    assert model.best_of_m_error(x, y) == pytest.approx(np.mean([min(np.hypot(*(p - means).T)) for p in y]), rel=1e-6)
+    reference = np.log(
+        sum(w * stats.multivariate_normal(m, np.diag([0.4**2, 0.8**2])).pdf(y) for w, m in zip(WEIGHTS, means))
+    )
+    np.testing.assert_allclose(model.log_prob(y, x), reference, atol=1e-5)
+    np.testing.assert_allclose(model.kernel_reading().log_prob(y, x), reference, atol=1e-5)
+    np.testing.assert_allclose(model.kernel_bandwidth, [0.4, 0.8])
+    with torch.no_grad():
+        torch_log_p = model(torch.as_tensor(x)).log_prob(torch.as_tensor(y, dtype=torch.float32))
+    np.testing.assert_allclose(torch_log_p, reference, atol=2e-4)
+    loss, winner = hypothesis_loss(torch.as_tensor(y), torch.as_tensor(hypotheses))
+    np.testing.assert_array_equal(winner, brute)
+    np.testing.assert_allclose(loss, np.linalg.norm(y - means[brute], axis=1))
+    with pytest.raises(ValueError, match=r"y must be one point of shape \(2,\) or rows of shape \(m, 2\), got shape \(50, 3\)"):
+        model.winners(x, np.zeros((50, 3)))
+    with pytest.raises(ValueError, match=r"y must hold one target per x, 50, got shape \(49, 2\)"):
+        model.winners(x, y[1:])
+    with pytest.raises(ValueError, match=r"hypotheses must have shape \(n, M\) for y of shape \(n,\), or \(n, M, d\)"):
+        hypothesis_loss(torch.zeros(50), torch.as_tensor(hypotheses))
+    with pytest.raises(ValueError, match=r"x must have shape \(n, 3\)|x must be"):
+        model.predict(x[:, :2])
+
+
 def test_bandwidth_is_chosen_by_validation_likelihood():
     """Points drawn from kernels of width 0.1 at the hypotheses: the chosen bandwidth is near 0.1."""
     model, rng = fixed_model(), np.random.default_rng(1)
@@ -182,7 +231,7 @@ def test_bad_options_raise():
         evolving_k(0, 0, 20)
     with pytest.raises(ValueError, match="k must be >= 1"):
         best_of_k_errors({"h": fixed_model()}, [0.0], [0.0], k=0)
-    with pytest.raises(ValueError, match="x must be a 1-D tensor"):
+    with pytest.raises(ValueError, match=r"x must be a tensor of inputs of shape \(n,\), got shape \(4, 2\)"):
         fixed_model()(torch.zeros(4, 2))
     with pytest.raises(ValueError, match="y must hold one target per x"):
         fixed_model().winners([0.0, 1.0], [0.0])

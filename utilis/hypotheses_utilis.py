@@ -4,8 +4,8 @@ One network gives M hypotheses h_1(x) .. h_M(x) of y and a score s_k(x) for each
 (WTA, Guzman-Rivera et al., NeurIPS 2012; Rupprecht et al., ICCV 2017) penalises only the hypothesis
 nearest to the target, so the hypotheses spread over the branches of p(y | x) and converge to a
 conditional quantiser: each h_k(x) the median of its Voronoi cell (the y nearer to it than to any
-other hypothesis) under p(y | x). On z-scored y, with d_k = |y - h_k(x)| and the winner w = argmin_k d_k,
-the three losses are
+other hypothesis) under p(y | x). On z-scored y, with d_k = |y - h_k(x)| (the Euclidean norm for a vector
+y in R^d, each axis z-scored) and the winner w = argmin_k d_k, the three losses are
 
 .. math::
     L_{\\mathrm{wta}} = d_w, \\qquad
@@ -27,10 +27,13 @@ kernels weighted by their scores (the kernel reading of WTA, Letzelter et al., I
 .. math::
     q(y \\mid x) = \\sum_{k=1}^M \\operatorname{softmax}(s(x))_k\\, \\mathcal{N}(y; h_k(x), b^2)
 
-with the bandwidth b chosen after training by the likelihood of the validation split. The two-stage
+with the bandwidth b chosen after training by the likelihood of the validation split (for a vector y, the
+kernels are N(y; h_k(x), diag(b s)^2), s the training sds of y's axes: isotropic in z-scored y, as the
+distance WTA trains on). The two-stage
 reading (``density="two-stage"``, the default; after Makansi et al.'s mixture density fitting) keeps
 the hypotheses as the means and fits a weight correction and a scale per hypothesis and x by
-likelihood, starting from the kernel reading. ``forward(x)`` returns the chosen reading as a
+likelihood, starting from the kernel reading (for a vector y, a scale per hypothesis and axis: diagonal
+covariances, their axes those of the distance). ``forward(x)`` returns the chosen reading as a
 ``MixtureSameFamily``; :meth:`MultipleHypotheses.kernel_reading` gives the other as a density of
 its own. Measured by ``benchmarks/bench_hypotheses.py`` (20,000 points, 3 seeds), the two-stage
 reading is 0.014 / 0.058 / 0.093 nats from the truth on the linear, sinusoid and camera sets, the
@@ -44,6 +47,12 @@ Example:
     >>> hypotheses, scores = model.predict(data.x_test[:4])
     >>> hypotheses.shape, scores.shape, model.log_prob(data.y_test, data.x_test).shape
     ((4, 5), (4, 5), (30,))
+    >>> from generate_dataset import robot_arm
+    >>> arm = robot_arm(n_samples=300, seed=0)
+    >>> planar = MultipleHypotheses(n_hypotheses=5, hidden=16, x_dim=arm.x_dim, y_dim=arm.y_space.dim)
+    >>> history = planar.fit(arm.x_train, arm.y_train, epochs=3, progress=False)
+    >>> planar.predict(arm.x_test[:4])[0].shape
+    (4, 5, 2)
 """
 
 from __future__ import annotations
@@ -57,11 +66,13 @@ from numpy.typing import ArrayLike
 from torch import Tensor
 from torch.nn import functional as F
 
+from utilis.mdn_utilis import MultivariateGaussianMixture
 from utilis.metrics import best_of_k_error
 from utilis.mixtures import GaussianMixtureDensity
 from utilis.networks import GaussianMixture, NetworkDensity, Standardiser, mlp
-from utilis.numerics import log_gaussian_mixture
+from utilis.numerics import logsumexp_last
 from utilis.protocol import ConditionalDensity, check_count, check_inputs, check_positive, finite_array
+from utilis.spaces import Euclidean
 from utilis.training import History, TrainingSettings, train
 
 __all__ = [
@@ -110,8 +121,9 @@ def hypothesis_loss(
     """The winner-takes-all loss of each point, and its winner.
 
     Args:
-        y: targets, shape (n,).
-        hypotheses: the M guesses for each target, shape (n, M).
+        y: targets, shape (n,), or (n, d) for a vector y.
+        hypotheses: the M guesses for each target, shape (n, M), or (n, M, d); the distance between a
+            guess and a target is the absolute difference, for vectors the Euclidean norm.
         loss: "wta" (the winner's absolute error), "relaxed" (1 - ``epsilon`` of it, plus ``epsilon``
             shared among the M - 1 losers' absolute errors) or "evolving" (the ``top_k`` nearest
             hypotheses' absolute errors, summed).
@@ -121,7 +133,12 @@ def hypothesis_loss(
     """
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-    distances = (y[:, None] - hypotheses).abs()  # (n, M)
+    if hypotheses.shape[:1] + hypotheses.shape[2:] != y.shape:
+        raise ValueError(
+            f"hypotheses must have shape (n, M) for y of shape (n,), or (n, M, d) for y (n, d); got "
+            f"{tuple(hypotheses.shape)} for y of shape {tuple(y.shape)}"
+        )
+    distances = _distances(y, hypotheses)  # (n, M)
     winner_distance, winner = distances.min(dim=1)
     m = hypotheses.shape[1]
     if loss == "wta" or m == 1:
@@ -131,6 +148,25 @@ def hypothesis_loss(
         return (1.0 - epsilon) * winner_distance + epsilon * losers, winner
     nearest = torch.topk(distances, min(check_count(top_k, "top_k"), m), dim=1, largest=False).values
     return nearest.sum(dim=1), winner
+
+
+def _distances(y, hypotheses):
+    """|y - h_k| for each of the M hypotheses (the Euclidean norm for vectors): (n, M), torch or numpy."""
+    difference = y[:, None] - hypotheses
+    if difference.ndim == 2:
+        return abs(difference)
+    if isinstance(difference, Tensor):
+        return torch.linalg.vector_norm(difference, dim=-1)
+    return np.linalg.norm(difference, axis=-1)
+
+
+def _diagonal(scales):
+    """Scales (n, M) as they are; per axis (n, M, d) as the diagonal Cholesky factors (n, M, d, d)."""
+    if scales.ndim == 2:
+        return scales
+    if isinstance(scales, Tensor):
+        return torch.diag_embed(scales)
+    return scales[..., None] * np.eye(scales.shape[-1])
 
 
 def voronoi_edges(hypotheses: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -161,6 +197,7 @@ class MultipleHypotheses(NetworkDensity, GaussianMixtureDensity):
             measured 0.2 to 0.4 nats further from the truth.
         hidden, depth: width and number of hidden layers of the MLP (and of the second stage's).
         min_scale: floor on the two-stage scales, in training standard deviations of y.
+        x_dim, y_dim: the dimensions of x and y (the layers depend on them, so they are set here).
 
     :meth:`fit` trains the hypotheses and scores by WTA, chooses the kernel bandwidth on the validation
     split, and (two-stage) fits the mixture with the hypotheses frozen. It returns the WTA stage's
@@ -176,8 +213,11 @@ class MultipleHypotheses(NetworkDensity, GaussianMixtureDensity):
         hidden: int = 64,
         depth: int = 3,
         min_scale: float = 1e-3,
+        x_dim: int = 1,
+        y_dim: int = 1,
     ):
         super().__init__()
+        self.x_dim, self.y_space = check_count(x_dim, "x_dim"), Euclidean(check_count(y_dim, "y_dim"))
         self.n_hypotheses = check_count(n_hypotheses, "n_hypotheses")
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
@@ -189,11 +229,12 @@ class MultipleHypotheses(NetworkDensity, GaussianMixtureDensity):
         self.loss, self.density = loss, density
         self.min_scale = check_positive(min_scale, "min_scale")
         hidden, depth = check_count(hidden, "hidden"), check_count(depth, "depth")
-        self.scaling = Standardiser()
-        # outputs: M hypotheses (z-scored y), M score logits
-        self.net = mlp(1, 2 * self.n_hypotheses, hidden, depth)
-        # outputs: M corrections to the score logits, M raw scales (only for the two-stage reading)
-        self.mixture_net = mlp(1, 2 * self.n_hypotheses, hidden, depth) if density == "two-stage" else None
+        self.scaling = Standardiser(self.x_dim, self.y_dim)
+        m, d = self.n_hypotheses, self.y_dim
+        # outputs: M hypotheses of d entries (z-scored y), M score logits
+        self.net = mlp(self.x_dim, m * d + m, hidden, depth)
+        # outputs: M corrections to the score logits, M d raw scales (only for the two-stage reading)
+        self.mixture_net = mlp(self.x_dim, m + m * d, hidden, depth) if density == "two-stage" else None
         self.register_buffer("bandwidth", torch.tensor(1.0, dtype=torch.float64))  # in sds of y
         self.mixture_history: History | None = None
         self.mixture_training_settings: TrainingSettings | None = None
@@ -201,32 +242,36 @@ class MultipleHypotheses(NetworkDensity, GaussianMixtureDensity):
 
     # ---- the network ----------------------------------------------------------------------------
     def _outputs(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """z-scored x (n,), hypotheses in z-scored y (n, M) and score logits (n, M)."""
-        if x.ndim != 1:
-            raise ValueError(f"x must be a 1-D tensor of inputs, got shape {tuple(x.shape)}")
-        z = self.scaling.z_x(x)[:, None]
-        features, head, m = self.net[:-1](z), self.net[-1], self.n_hypotheses
-        hypotheses = F.linear(features, head.weight[:m], head.bias[:m])  # (n, M)
+        """z-scored x (n, x_dim), hypotheses in z-scored y (n, M) or (n, M, d), and score logits (n, M)."""
+        z = self.scaling.z_rows(x)
+        features, head, m, d = self.net[:-1](z), self.net[-1], self.n_hypotheses, self.y_dim
+        hypotheses = F.linear(features, head.weight[: m * d], head.bias[: m * d])  # (n, M d)
+        if d > 1:
+            hypotheses = hypotheses.reshape(len(z), m, d)
         # The scores read the features without moving them: their cross-entropy, a few nats against
         # hypothesis errors of hundredths, would otherwise shape the features for itself (measured on
         # the sinusoid at 20,000 points: best-of-20 error 0.078 with shared features, 0.030 detached).
-        logits = F.linear(features.detach(), head.weight[m:], head.bias[m:])  # (n, M)
+        logits = F.linear(features.detach(), head.weight[m * d :], head.bias[m * d :])  # (n, M)
         return z, hypotheses, logits
 
     def _mixture(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Log weights, means and scales of the density reading (n, M), in y's own units."""
+        """Log weights (n, M), means and scales of the density reading, in y's own units: means and scales
+        (n, M) for a scalar y; for a vector y means (n, M, d) and diagonal Cholesky factors (n, M, d, d)."""
         z, hypotheses, logits = self._outputs(x)
         y_mean, y_sd = self.scaling.y_mean.float(), self.scaling.y_sd.float()
         if self.mixture_net is None:
             scales = (y_sd * self.bandwidth.float()).expand_as(hypotheses)
         else:
-            correction, raw = (t.contiguous() for t in self.mixture_net(z).chunk(2, dim=-1))
+            m = self.n_hypotheses
+            correction, raw = self.mixture_net(z).split([m, m * self.y_dim], dim=-1)
             logits = logits.detach() + correction
-            scales = y_sd * (F.softplus(raw) + self.min_scale)
-        return torch.log_softmax(logits, dim=-1), y_mean + y_sd * hypotheses, scales
+            scales = y_sd * (F.softplus(raw.reshape(hypotheses.shape)) + self.min_scale)
+        return torch.log_softmax(logits, dim=-1), y_mean + y_sd * hypotheses, _diagonal(scales)
 
-    def forward(self, x: Tensor) -> GaussianMixture:
-        """q(y | x) for a batch of x (n,): the kernel (or two-stage) mixture, batch shape (n,)."""
+    def forward(self, x: Tensor) -> GaussianMixture | MultivariateGaussianMixture:
+        """q(y | x) for a batch of x (n,) or (n, x_dim): the kernel (or two-stage) mixture, batch shape (n,)."""
+        if self.y_dim > 1:
+            return MultivariateGaussianMixture(*self._mixture(x))
         return GaussianMixture(*self._mixture(x))
 
     def objective(self, x: Tensor, y: Tensor) -> Tensor:
@@ -284,12 +329,16 @@ class MultipleHypotheses(NetworkDensity, GaussianMixtureDensity):
 
     @torch.no_grad()
     def _choose_bandwidth(self, x: np.ndarray, y: np.ndarray) -> None:
-        """The kernel bandwidth (of ``BANDWIDTHS``) under which the validation points are most likely."""
+        """The kernel bandwidth (of ``BANDWIDTHS``) under which the validation points are most likely: kernels
+        N(h_k, b^2 I) in z-scored y, whose log-likelihood differs from that in y's units by a constant."""
         _, hypotheses, logits = self._outputs(self._as_tensor(x))
         log_weights = torch.log_softmax(logits.double(), dim=-1).cpu().numpy()
-        y_z = (y - float(self.scaling.y_mean)) / float(self.scaling.y_sd)
-        hypotheses = hypotheses.double().cpu().numpy()
-        likelihood = [log_gaussian_mixture(y_z, log_weights, hypotheses, b).mean() for b in BANDWIDTHS]
+        y_z = (y - self.scaling.y_mean.cpu().numpy()) / self.scaling.y_sd.cpu().numpy()
+        squares = _distances(y_z, hypotheses.double().cpu().numpy()) ** 2  # (n, M)
+        d = self.y_dim
+        likelihood = [
+            (logsumexp_last(log_weights - 0.5 * squares / b**2) - d * np.log(b)).mean() for b in BANDWIDTHS
+        ]
         self.bandwidth.fill_(float(BANDWIDTHS[int(np.argmax(likelihood))]))
 
     def _fit_mixture(self, x: np.ndarray, y: np.ndarray, seed: int | None, train_kwargs: dict) -> History:
@@ -322,9 +371,11 @@ class MultipleHypotheses(NetworkDensity, GaussianMixtureDensity):
         return tuple(t.double().cpu().numpy() for t in (log_weights, means, scales))
 
     @property
-    def kernel_bandwidth(self) -> float:
-        """The kernel reading's bandwidth b, in y's own units (chosen by validation likelihood in :meth:`fit`)."""
-        return float(self.bandwidth) * float(self.scaling.y_sd)
+    def kernel_bandwidth(self) -> float | np.ndarray:
+        """The kernel reading's bandwidth b, in y's own units (chosen by validation likelihood in :meth:`fit`):
+        a float, or one per axis (d,) for a vector y."""
+        bandwidth = float(self.bandwidth) * self.scaling.y_sd.cpu().numpy()
+        return float(bandwidth) if self.y_dim == 1 else bandwidth
 
     def kernel_reading(self) -> GaussianMixtureDensity:
         """The kernel reading of these hypotheses as a density of its own, whatever ``density`` is:
@@ -333,52 +384,57 @@ class MultipleHypotheses(NetworkDensity, GaussianMixtureDensity):
 
     @torch.no_grad()
     def _readout(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Hypotheses in y's units and log scores, log softmax(s(x)), for checked x: two arrays (len(x), M)."""
+        """Hypotheses in y's units, (len(x), M) or (len(x), M, d), and log scores, log softmax(s(x)),
+        (len(x), M), for checked x."""
         _, hypotheses, logits = self._outputs(self._as_tensor(x))
-        y_mean, y_sd = float(self.scaling.y_mean), float(self.scaling.y_sd)
+        y_mean, y_sd = self.scaling.y_mean.cpu().numpy(), self.scaling.y_sd.cpu().numpy()
         log_scores = torch.log_softmax(logits.double(), dim=-1).cpu().numpy()
         return y_mean + y_sd * hypotheses.double().cpu().numpy(), log_scores
 
+    def _checked_pairs(self, x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+        """The hypotheses at x and the targets y, one per x: (m, M[, d]) and (m[, d])."""
+        hypotheses, _ = self.predict(x)
+        y = check_inputs(y, "y", self.y_dim)
+        if y.shape != hypotheses.shape[:1] + hypotheses.shape[2:]:
+            raise ValueError(f"y must hold one target per x, {len(hypotheses)}, got shape {y.shape}")
+        return hypotheses, y
+
     def predict(self, x: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-        """The M hypotheses h_k(x) and their scores softmax(s(x))_k for each x: two arrays (len(x), M), float64."""
-        x = check_inputs(x)
+        """The M hypotheses h_k(x) and their scores softmax(s(x))_k for each x: (len(x), M) each, float64
+        (the hypotheses (len(x), M, d) for a vector y)."""
+        x = check_inputs(x, "x", self.x_dim)
         self._check_ready()
         hypotheses, log_scores = self._readout(x)
         return hypotheses, np.exp(log_scores)
 
     def winners(self, x: ArrayLike, y: ArrayLike) -> np.ndarray:
         """The index of the hypothesis nearest to each y (the one WTA trains on it): shape (len(x),)."""
-        hypotheses, _ = self.predict(x)
-        y = check_inputs(y, "y")
-        if y.shape != (len(hypotheses),):
-            raise ValueError(f"y must hold one target per x, {len(hypotheses)}, got shape {y.shape}")
-        return np.abs(y[:, None] - hypotheses).argmin(axis=1)
+        return _distances(*reversed(self._checked_pairs(x, y))).argmin(axis=1)
 
     def unused_hypotheses(self, x: ArrayLike, y: ArrayLike) -> np.ndarray:
         """The indices of the hypotheses that are nearest to none of the points (x, y): they never win."""
         return np.setdiff1d(np.arange(self.n_hypotheses), self.winners(x, y))
 
     def best_of_m_error(self, x: ArrayLike, y: ArrayLike) -> float:
-        """The oracle error of the hypotheses themselves: mean over points of min_k |y_i - h_k(x_i)|."""
-        hypotheses, _ = self.predict(x)
-        y = check_inputs(y, "y")
-        if y.shape != (len(hypotheses),):
-            raise ValueError(f"y must hold one target per x, {len(hypotheses)}, got shape {y.shape}")
-        return float(np.abs(y[:, None] - hypotheses).min(axis=1).mean())
+        """The oracle error of the hypotheses themselves: mean over points of min_k |y_i - h_k(x_i)| (the
+        Euclidean norm for a vector y)."""
+        return float(_distances(*reversed(self._checked_pairs(x, y))).min(axis=1).mean())
 
 
 class _KernelReading(GaussianMixtureDensity):
-    """q(y | x) = sum_k softmax(s(x))_k N(y; h_k(x), b^2) of a fitted :class:`MultipleHypotheses`."""
+    """q(y | x) = sum_k softmax(s(x))_k N(y; h_k(x), b^2) of a fitted :class:`MultipleHypotheses` (per axis,
+    diag(b)^2, for a vector y)."""
 
     def __init__(self, model: MultipleHypotheses):
         self.model = model
+        self.x_dim, self.y_space = model.x_dim, model.y_space
 
     def _check_ready(self) -> None:
         self.model._check_ready()
 
     def _given_x(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         hypotheses, log_scores = self.model._readout(x)
-        return log_scores, hypotheses, np.full_like(hypotheses, self.model.kernel_bandwidth)
+        return log_scores, hypotheses, _diagonal(np.broadcast_to(self.model.kernel_bandwidth, hypotheses.shape))
 
 
 def best_of_k_errors(
