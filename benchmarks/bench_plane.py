@@ -23,8 +23,10 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from generate_dataset import DATASETS
+from utilis.baselines import GaussianRegression
 from utilis.classical import ConditionalKDE, GaussianMixtureRegression
-from utilis.flow_utilis import NeuralSplineFlow
+from utilis.flow_utilis import FlowMatching, NeuralSplineFlow
+from utilis.hypotheses_utilis import MultipleHypotheses
 from utilis.mdn_utilis import MDN
 from utilis.metrics import bayes_gap, fresh_seed
 from utilis.oracles import BestSingleGaussian
@@ -55,6 +57,9 @@ def classical(build):
 
 MODELS = {
     "MDN": networks(lambda data: MDN(x_dim=data.x_dim, y_dim=data.y_space.dim)),
+    "flow matching": networks(lambda data: FlowMatching(x_dim=data.x_dim, y_dim=data.y_space.dim)),
+    "hypotheses (two-stage)": networks(lambda data: MultipleHypotheses(x_dim=data.x_dim, y_dim=data.y_space.dim)),
+    "MSE regression": networks(lambda data: GaussianRegression(x_dim=data.x_dim, y_dim=data.y_space.dim)),
     "GMR": classical(lambda data: GaussianMixtureRegression()),
     "KDE": classical(lambda data: ConditionalKDE()),
     "zuko NSF (default)": networks(lambda data: NeuralSplineFlow(x_dim=data.x_dim, y_dim=data.y_space.dim)),
