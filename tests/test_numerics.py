@@ -1,6 +1,7 @@
 """The numeric kernels, against scipy and closed forms: Gaussians, mixtures, posteriors, trapezoid, samplers."""
 
 import numpy as np
+import pytest
 from scipy import integrate, special, stats
 
 from utilis.numerics import (
@@ -114,6 +115,26 @@ def test_histogram_density_and_sampler():
     draws = sample_histogram(log_w, edges, 20_000, np.random.default_rng(2))[:, 0]
     cdf = lambda v: np.interp(v, edges, np.concatenate([[0.0], np.cumsum([0.2, 0.3, 0.5])]))
     assert stats.kstest(draws, cdf).pvalue > 1e-3
+
+
+def test_histogram_on_a_product_of_edges_in_the_plane():
+    """Cells of unequal sides, numbered in C order: the density at points by hand, its mass by a fine grid, and
+    the draws' cell counts against the weights (chi-square)."""
+    edges = (np.array([-1.0, 0.0, 0.5, 2.0]), np.array([0.0, 1.0, 3.0]))
+    weights = np.array([[0.05, 0.15], [0.1, 0.2], [0.3, 0.2]])  # (3 bins of y_1, 2 of y_2)
+    log_w = np.log(weights.ravel())
+    y = np.array([[-0.5, 0.5], [0.25, 2.0], [1.0, 0.0], [2.0, 3.0], [2.1, 1.0], [0.0, -0.1]])
+    # cells (0, 0), (1, 1), (2, 0), (2, 1) of areas 1, 1, 1.5, 3; then right of y_1's last edge, below y_2's first
+    expected = [np.log(0.05), np.log(0.2), np.log(0.3 / 1.5), np.log(0.2 / 3.0), -np.inf, -np.inf]
+    np.testing.assert_allclose(log_histogram(y, log_w, edges), expected)
+    g1, g2 = np.linspace(-1, 2, 1201), np.linspace(0, 3, 1201)
+    plane = np.stack(np.meshgrid(g1, g2, indexing="ij"), axis=-1)
+    density = np.exp(log_histogram(plane, log_w, edges))
+    assert integrate.trapezoid(integrate.trapezoid(density, g2, axis=1), g1) == pytest.approx(1.0, abs=5e-3)
+    draws = sample_histogram(log_w[None, :], edges, 20_000, np.random.default_rng(3))[:, 0]  # (n, 2)
+    assert draws.shape == (20_000, 2)
+    counts = np.histogram2d(draws[:, 0], draws[:, 1], bins=edges)[0]
+    assert stats.chisquare(counts.ravel(), 20_000 * weights.ravel()).pvalue > 1e-3
 
 
 def test_nan_stays_nan():

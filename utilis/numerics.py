@@ -249,17 +249,33 @@ def log_isotropic_posterior(x: ArrayLike, log_prior: ArrayLike, means: ArrayLike
     return logits - peak - logsumexp_last(logits - peak)[..., None]
 
 
-def log_histogram(y: np.ndarray, log_weights: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """log p(y) of a mixture of uniforms over adjacent bins: log w_b(y) - log width_b, -inf outside.
-
-    ``edges`` (B + 1,) increasing; ``log_weights`` (..., B) broadcasts against ``y``'s shape + (B,).
-    """
+def _bin_of(y: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The bin of each value on increasing ``edges`` (the last bin closed), and whether it lies within them."""
     inside = (y >= edges[0]) & (y <= edges[-1])
-    bins = np.clip(np.searchsorted(edges, y, side="right") - 1, 0, len(edges) - 2)
-    shape = np.broadcast_shapes(y.shape, log_weights.shape[:-1])
+    return np.clip(np.searchsorted(edges, y, side="right") - 1, 0, len(edges) - 2), inside
+
+
+def log_histogram(y: np.ndarray, log_weights: np.ndarray, edges: np.ndarray | tuple[np.ndarray, ...]) -> np.ndarray:
+    """log p(y) of a mixture of uniforms over adjacent bins: log w_b(y) - log volume_b, -inf outside.
+
+    ``edges`` (B + 1,) increasing, for a scalar y; or, for y in R^d (shape (..., d)), a tuple of d such
+    arrays, the cells their product, numbered in C order (the last axis' bin fastest, as ``np.ravel_multi_index``).
+    ``log_weights`` (..., B) (B the number of cells) broadcasts against y's batch shape + (B,).
+    """
+    if isinstance(edges, np.ndarray):
+        bins, inside = _bin_of(y, edges)
+        log_volume = np.log(np.diff(edges))[bins]
+        batch = y.shape
+    else:
+        per_axis = [_bin_of(y[..., i], axis_edges) for i, axis_edges in enumerate(edges)]
+        bins = np.ravel_multi_index(tuple(b for b, _ in per_axis), tuple(len(e) - 1 for e in edges))
+        inside = np.logical_and.reduce([within for _, within in per_axis])
+        log_volume = sum(np.log(np.diff(e))[b] for e, (b, _) in zip(edges, per_axis))
+        batch = y.shape[:-1]
+    shape = np.broadcast_shapes(batch, log_weights.shape[:-1])
     log_weights = np.broadcast_to(log_weights, shape + log_weights.shape[-1:])
     picked = np.take_along_axis(log_weights, np.broadcast_to(bins, shape)[..., None], axis=-1)[..., 0]
-    return np.where(inside, picked - np.log(np.diff(edges))[bins], -np.inf)
+    return np.where(inside, picked - log_volume, -np.inf)
 
 
 def sample_categorical(log_weights: ArrayLike, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -284,10 +300,18 @@ def sample_gaussian_mixture(
     return means[columns, k] + sds[columns, k] * rng.standard_normal(k.shape)
 
 
-def sample_histogram(log_weights: np.ndarray, edges: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """n draws per row of a mixture of uniforms over bins: a bin from the weights (m, B), then uniformly in it."""
+def sample_histogram(
+    log_weights: np.ndarray, edges: np.ndarray | tuple[np.ndarray, ...], n: int, rng: np.random.Generator
+) -> np.ndarray:
+    """n draws per row of a mixture of uniforms over bins: a bin from the weights (m, B), then uniformly in it.
+    (n, m) for ``edges`` (B + 1,); (n, m, d) for a tuple of d edges, the cells numbered as :func:`log_histogram` does."""
     bins = sample_categorical(log_weights, n, rng)  # (n, m)
-    return edges[bins] + rng.random(bins.shape) * np.diff(edges)[bins]
+    if isinstance(edges, np.ndarray):
+        return edges[bins] + rng.random(bins.shape) * np.diff(edges)[bins]
+    # unravelled flat: numpy 2.4.6's unravel_index gives wrong indices for a 2-D input of 20,000 rows (one column)
+    per_axis = [b.reshape(bins.shape) for b in np.unravel_index(bins.ravel(), tuple(len(e) - 1 for e in edges))]
+    u = rng.random((*bins.shape, len(edges)))
+    return np.stack([e[b] + u[..., i] * np.diff(e)[b] for i, (e, b) in enumerate(zip(edges, per_axis))], axis=-1)
 
 
 def sample_from_grid(log_density: ArrayLike, nodes: np.ndarray, u: np.ndarray) -> np.ndarray:
