@@ -5,9 +5,11 @@ import pytest
 from scipy import stats
 
 from generate_dataset import linear_mixture, planar_relocalisation, robot_arm
-from utilis.baselines import GaussianRegression
+from utilis.baselines import BinnedClassifier, GaussianRegression
 from utilis.metrics import bayes_gap
 from utilis.oracles import BestSingleGaussian, BinnedTruth
+from utilis.protocol import CheckedDensity
+from utilis.spaces import Euclidean
 
 
 @pytest.fixture(scope="module")
@@ -143,16 +145,52 @@ def test_oracles_refuse_what_they_cannot_integrate():
     room = planar_relocalisation(n_samples=200, seed=0)
     with pytest.raises(ValueError, match="y_grid must be a Grid of the truth's y"):
         BestSingleGaussian(room.truth, np.linspace(-1.0, 1.0, 5))
-    with pytest.raises(ValueError, match="scalar y; this truth's y lives in Euclidean"):
+    with pytest.raises(ValueError, match="edges must be a pair of per-axis edges for a truth over the plane"):
         BinnedTruth(room.truth, np.linspace(-1.0, 1.0, 5))
+    with pytest.raises(ValueError, match="edges must be one array"):
+        BinnedTruth(linear_mixture(n_samples=200, seed=0).truth, (np.linspace(-1.0, 1.0, 5),) * 2)
+    with pytest.raises(ValueError, match="the binned truth serves a scalar y or the plane; this truth's y lives in "
+                                         "Euclidean\\(3\\)"):  # fmt: skip
+        BinnedTruth(_Shifted(dim=3), (np.linspace(-1.0, 1.0, 5),) * 3)
+
+
+class _Shifted(CheckedDensity):
+    """p(y | x) = N(y; (x, -x / 2), diag(0.3^2, 0.5^2)) for a scalar x: its cell masses are products of normal CDFs."""
+
+    def __init__(self, dim: int = 2):
+        self.y_space = Euclidean(dim)
+
+    def _log_prob(self, y, x):
+        return stats.norm.logpdf(y[..., 0], x, 0.3) + stats.norm.logpdf(y[..., 1], -x / 2, 0.5)
+
+    def _sample(self, x, n, rng):
+        return np.stack([x + 0.3 * rng.standard_normal((n, len(x))), -x / 2 + 0.5 * rng.standard_normal((n, len(x)))], -1)
+
+
+def test_binned_truth_in_the_plane_has_the_truths_mass_in_each_cell():
+    """Cells of unequal sides on both axes: each cell's mass against the product of the axes' normal CDF
+    differences, normalised over the cells, and the density w_b / area_b at points inside them."""
+    edges = (np.array([-2.0, -0.7, 0.0, 0.4, 1.5]), np.array([-1.5, -0.2, 0.1, 2.0]))
+    x = np.array([-0.6, 0.0, 0.8])
+    oracle = BinnedTruth(_Shifted(), edges, nodes_per_bin=64)
+    first = np.diff(stats.norm.cdf(edges[0][None, :], x[:, None], 0.3), axis=1)  # (3, 4)
+    second = np.diff(stats.norm.cdf(edges[1][None, :], -x[:, None] / 2, 0.5), axis=1)  # (3, 3)
+    cells = (first[:, :, None] * second[:, None, :]).reshape(3, -1)
+    cells /= cells.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(np.exp(oracle._given_x(x)[0]), cells, rtol=2e-5, atol=1e-10)  # Simpson, h = 1.3 / 64
+    y = np.array([[-1.0, 0.0], [0.2, 1.0], [1.0, -1.0], [3.0, 0.0]])  # cells (0, 1), (2, 2), (3, 0), outside
+    areas = np.array([1.3 * 0.3, 0.4 * 1.9, 1.1 * 1.3])
+    expected = np.log(cells[1, [1, 10, 9]] / areas)
+    np.testing.assert_allclose(oracle.log_prob(y[:3], 0.0), expected, rtol=1e-6)
+    assert oracle.log_prob(y[3], 0.0) == -np.inf
 
 
 @pytest.mark.parametrize("make", [linear_mixture, robot_arm], ids=["line", "plane"])
 def test_the_oracles_threaded_blocks_match_one_thread_to_the_bit(make, monkeypatch):
     data = make(n_samples=300, seed=0)
     oracles = [BestSingleGaussian.for_dataset(data, n_grid=None if data.y_space.dim == 1 else 40)]
-    if data.y_space.dim == 1:
-        oracles.append(BinnedTruth(data.truth, np.linspace(*data.y_range, 21)))
+    edges = np.linspace(*data.y_range, 21) if data.y_space.dim == 1 else BinnedClassifier.edges_for(data.y_train, 10)
+    oracles.append(BinnedTruth(data.truth, edges, None if data.y_space.dim == 1 else 4))
     x, y = data.x_train, data.y_train  # 270 inputs: two blocks or more for each oracle
     threaded = [oracle.log_prob(y, x) for oracle in oracles]
     monkeypatch.setattr("utilis.oracles.os.cpu_count", lambda: 1)
@@ -161,8 +199,6 @@ def test_the_oracles_threaded_blocks_match_one_thread_to_the_bit(make, monkeypat
 
 
 def test_edges_for_are_the_edges_a_fit_sets(data):
-    from utilis.baselines import BinnedClassifier
-
     model = BinnedClassifier(n_bins=20, margin=0.2)
     model.fit(data.x_train, data.y_train, seed=0, epochs=1, progress=False)
     np.testing.assert_array_equal(BinnedClassifier.edges_for(data.y_train, 20, 0.2), model.bin_edges)
@@ -170,4 +206,19 @@ def test_edges_for_are_the_edges_a_fit_sets(data):
     edges = BinnedClassifier.edges_for(data.y_train)
     assert len(edges) == 51 and np.isclose(edges[0], data.y_train.min() - 0.1 * span)
     with pytest.raises(ValueError, match="y must be"):
-        BinnedClassifier.edges_for(np.zeros((3, 2)))
+        BinnedClassifier.edges_for(np.zeros((3, 2, 1)))
+    arm = robot_arm(n_samples=300, seed=0)
+    planar = BinnedClassifier(n_bins=12, hidden=8, x_dim=2, y_dim=2)
+    planar.fit(arm.x_train, arm.y_train, seed=0, epochs=1, progress=False)
+    for axis, axis_edges in enumerate(BinnedClassifier.edges_for(arm.y_train, 12)):
+        np.testing.assert_array_equal(axis_edges, planar.bin_edges[axis])
+        np.testing.assert_array_equal(axis_edges, BinnedClassifier.edges_for(arm.y_train[:, axis], 12))
+    cells = planar.cells(arm.y_train)  # each training point's cell, in C order, against a brute-force search
+    brute = [
+        12 * int(np.searchsorted(planar.bin_edges[0], a, "right") - 1) + int(np.searchsorted(planar.bin_edges[1], b, "right") - 1)
+        for a, b in arm.y_train
+    ]
+    np.testing.assert_array_equal(cells, brute)
+    assert planar.predict(arm.x_test[:4]).shape == (4, 2) and planar.probabilities(arm.x_test[:4]).shape == (4, 144)
+    with pytest.raises(ValueError, match=r"y_dim must be 1 or 2 for a softmax over bins, got 3: .*50\^3 = 125,000"):
+        BinnedClassifier(y_dim=3)

@@ -129,53 +129,79 @@ class GaussianRegression(_SingleNetwork, GaussianMixtureDensity):
 
 
 class BinnedClassifier(_SingleNetwork, HistogramDensity):
-    """A softmax over ``n_bins`` bins of y: a histogram density, or with argmax a single answer.
+    """A softmax over bins of y: a histogram density, or with argmax a single answer.
 
     The bins span the training y widened by ``margin`` of its range on each side; p(y | x) is 0
-    (log -inf) outside them.
+    (log -inf) outside them. For y in the plane (``y_dim=2``) the cells are the product of ``n_bins``
+    bins on each axis, ``n_bins``^2 classes numbered in C order; beyond the plane the classes would grow
+    as ``n_bins``^d (50^3 = 125,000 outputs a point), and the model refuses ``y_dim`` > 2.
     """
 
-    def __init__(self, n_bins: int = 50, hidden: int = 64, depth: int = 3, margin: float = 0.1):
+    def __init__(
+        self, n_bins: int = 50, hidden: int = 64, depth: int = 3, margin: float = 0.1, x_dim: int = 1, y_dim: int = 1
+    ):
         self.n_bins = check_count(n_bins, "n_bins", minimum=2)
-        super().__init__(self.n_bins, hidden, depth)
+        if check_count(y_dim, "y_dim") > 2:
+            raise ValueError(
+                f"y_dim must be 1 or 2 for a softmax over bins, got {y_dim}: its n_bins^y_dim classes "
+                f"({self.n_bins}^{y_dim} = {self.n_bins**y_dim:,}) grow out of reach beyond the plane"
+            )
+        super().__init__(self.n_bins**y_dim, hidden, depth, x_dim, y_dim)
         if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < np.inf:
             raise ValueError(f"margin must be a finite number >= 0, got {margin!r}")
         self.margin = float(margin)
-        self.register_buffer("edges", torch.linspace(0.0, 1.0, self.n_bins + 1, dtype=torch.float64))
+        edges = torch.linspace(0.0, 1.0, self.n_bins + 1, dtype=torch.float64)
+        self.register_buffer("edges", edges if y_dim == 1 else edges.repeat(y_dim, 1))  # (B + 1,) or (d, B + 1)
 
     @property
-    def bin_edges(self) -> np.ndarray:
-        return self.edges.cpu().numpy()
+    def bin_edges(self) -> np.ndarray | tuple[np.ndarray, ...]:
+        """The B + 1 edges of the bins; in the plane, a pair of them, one per axis."""
+        edges = self.edges.cpu().numpy()
+        return edges if self.y_dim == 1 else tuple(edges)
 
     @staticmethod
-    def edges_for(y: ArrayLike, n_bins: int = 50, margin: float = 0.1) -> np.ndarray:
+    def edges_for(y: ArrayLike, n_bins: int = 50, margin: float = 0.1) -> np.ndarray | tuple[np.ndarray, ...]:
         """The ``n_bins + 1`` edges a fit on training outputs ``y`` sets: equal bins over y's range widened
-        by ``margin`` of it on each side. What :class:`~utilis.oracles.BinnedTruth` needs to stand beside
-        a softmax over bins without training one."""
+        by ``margin`` of it on each side (for rows (n, d) of a vector y, a tuple of such edges, one per axis).
+        What :class:`~utilis.oracles.BinnedTruth` needs to stand beside a softmax over bins without training one."""
         y = np.asarray(y, dtype=np.float64)
-        if y.ndim != 1 or not len(y) or not np.isfinite(y).all():
-            raise ValueError(f"y must be a non-empty 1-D array of finite outputs, got shape {y.shape}")
+        if y.ndim not in (1, 2) or not len(y) or not np.isfinite(y).all():
+            raise ValueError(f"y must be a non-empty array (n,) or (n, d) of finite outputs, got shape {y.shape}")
+        n_bins = check_count(n_bins, "n_bins", minimum=2)
+        if y.ndim == 2:
+            return tuple(BinnedClassifier.edges_for(np.ascontiguousarray(column), n_bins, margin) for column in y.T)
         span = y.max() - y.min() or 1.0
         lo, hi = y.min() - margin * span, y.max() + margin * span
-        return torch.linspace(lo, hi, check_count(n_bins, "n_bins", minimum=2) + 1, dtype=torch.float64).numpy()
+        return torch.linspace(lo, hi, n_bins + 1, dtype=torch.float64).numpy()
 
     def forward(self, x: Tensor) -> torch.distributions.Categorical:
-        """p(bin | x): a ``Categorical`` over the bins."""
+        """p(bin | x): a ``Categorical`` over the bins (the cells, in the plane)."""
         return torch.distributions.Categorical(logits=self.features(x))
 
     training_defaults = TrainingSettings(lr=5e-3, batch_size=None, epochs=100, patience=20)
 
     def _description(self) -> str:
-        return f"softmax over {self.n_bins} bins"
+        return f"softmax over {self.n_bins} bins" + ("" if self.y_dim == 1 else f" a side ({self.n_bins**self.y_dim} cells)")
 
     def _initialise(self, x: np.ndarray, y: np.ndarray) -> None:
         """The bins: ``n_bins`` equal ones over the training y widened by ``margin`` of its range on each side."""
-        self.edges.copy_(torch.from_numpy(self.edges_for(y, self.n_bins, self.margin)))
+        edges = self.edges_for(y, self.n_bins, self.margin)
+        self.edges.copy_(torch.from_numpy(np.asarray(edges)))
+
+    def cells(self, y: np.ndarray) -> np.ndarray:
+        """The bin (the cell, numbered in C order, in the plane) of each training output, clipped to the
+        outermost: (n,) integers."""
+        def bin_of(values, edges):
+            return np.clip(np.searchsorted(edges, values, side="right") - 1, 0, self.n_bins - 1)
+
+        if self.y_dim == 1:
+            return bin_of(y, self.bin_edges)
+        per_axis = tuple(bin_of(y[:, i], edges) for i, edges in enumerate(self.bin_edges))
+        return np.ravel_multi_index(per_axis, (self.n_bins,) * self.y_dim)
 
     def _train(self, x: np.ndarray, y: np.ndarray, **kwargs) -> History:
         """Train on the cross-entropy of each point's bin."""
-        bins = np.clip(np.searchsorted(self.bin_edges, y, side="right") - 1, 0, self.n_bins - 1)
-        return super()._train(x, bins.astype(np.float64), **kwargs)
+        return super()._train(x, self.cells(y).astype(np.float64), **kwargs)
 
     def _loss(self, seed: int | None):
         return BinnedClassifier._cross_entropy
@@ -188,16 +214,19 @@ class BinnedClassifier(_SingleNetwork, HistogramDensity):
         return (logits - np.logaddexp.reduce(logits, axis=1, keepdims=True),)
 
     def probabilities(self, x: ArrayLike) -> np.ndarray:
-        """p(bin | x) for a scalar or 1-D x: shape (len(x), n_bins)."""
-        x = check_inputs(x)
+        """p(bin | x) for a scalar or 1-D x (rows (m, x_dim) of a vector x): shape (len(x), n_bins^y_dim)."""
+        x = check_inputs(x, "x", self.x_dim)
         self._check_ready()
         return np.exp(self._given_x(x)[0])
 
     def predict(self, x: ArrayLike) -> np.ndarray:
-        """The argmax reading: the centre of the most probable bin, one branch per x."""
-        edges = self.bin_edges
+        """The argmax reading: the centre of the most probable bin (cell), one branch per x: (m,) or (m, y_dim)."""
         best = self.probabilities(x).argmax(axis=1)
-        return 0.5 * (edges[best] + edges[best + 1])
+        if self.y_dim == 1:
+            edges = self.bin_edges
+            return 0.5 * (edges[best] + edges[best + 1])
+        per_axis = np.unravel_index(best, (self.n_bins,) * self.y_dim)  # best is 1-D: unravel_index is exact
+        return np.stack([0.5 * (e[b] + e[b + 1]) for e, b in zip(self.bin_edges, per_axis)], axis=-1)
 
 
 def fit_baselines(data, *, seed: int | None = 0, n_bins: int = 50, **train_kwargs) -> dict[str, NetworkDensity]:

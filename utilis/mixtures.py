@@ -7,8 +7,8 @@ density and sampler are written once:
   (K Gaussians), MSE regression read as a density and the best-single-Gaussian oracle (K = 1). For
   a y in R^d the components carry full covariances, N(y; mu_k(x), L_k(x) L_k(x)^T), through their
   Cholesky factors (as ``torch.distributions.MultivariateNormal(scale_tril=...)`` takes them).
-- :class:`HistogramDensity`: p(y | x) = w_b(x) / width_b for y in bin b, 0 outside the bins. The
-  softmax over bins of y and the truth binned on the same bins.
+- :class:`HistogramDensity`: p(y | x) = w_b(x) / width_b for y in bin b, 0 outside the bins (in the
+  plane, cells of a product of edges). The softmax over bins of y and the truth binned on the same bins.
 
 A subclass gives ``_given_x(x)`` (the family's parameters for distinct x) and inherits ``log_prob``
 and ``sample`` from :class:`~utilis.protocol.CheckedDensity`.
@@ -62,12 +62,14 @@ class GaussianMixtureDensity(CheckedDensity):
 
 
 class HistogramDensity(CheckedDensity):
-    """p(y | x) = w_b(x) / width_b on bins with ``bin_edges`` (B + 1,); ``_given_x`` gives log w, (m, B)."""
+    """p(y | x) = w_b(x) / width_b on bins with ``bin_edges`` (B + 1,); ``_given_x`` gives log w, (m, B).
+    For y in R^d, ``bin_edges`` is a tuple of d such arrays and the bins are the cells of their product,
+    w_b(x) / volume_b, numbered in C order (:func:`utilis.numerics.log_histogram`)."""
 
     @property
     @abstractmethod
-    def bin_edges(self) -> np.ndarray:
-        """The B + 1 increasing edges of the bins, float64."""
+    def bin_edges(self) -> np.ndarray | tuple[np.ndarray, ...]:
+        """The B + 1 increasing edges of the bins, float64 (a tuple of them, one per axis, for a vector y)."""
 
     @abstractmethod
     def _given_x(self, x: np.ndarray) -> tuple[np.ndarray]: ...
