@@ -315,6 +315,32 @@ def test_neural_spline_flow_is_zukos_flow_on_z_scored_y():
         NeuralSplineFlow(y_dim=1)
 
 
+def test_neural_spline_flow_is_zukos_nsf_and_its_bound_is_honoured():
+    """At the bound 5 the flow is zuko's NSF, weight for weight; with the bound at 2, a y whose z-scores lie
+    beyond 2 on both axes passes through the identity: log p = log N(z; 0, I) - sum log sd_y."""
+    from zuko.flows import NSF
+
+    from generate_dataset import robot_arm
+    from utilis.flow_utilis import NeuralSplineFlow
+
+    data = robot_arm(n_samples=400, seed=0)
+    context, values = torch.randn(9, 2), torch.randn(9, 2)
+    model = NeuralSplineFlow(hidden=(16, 16), transforms=2, bins=4)
+    zuko_nsf = NSF(2, 2, bins=4, transforms=2, hidden_features=(16, 16))
+    zuko_nsf.load_state_dict(model.flow.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(model.flow(context).log_prob(values), zuko_nsf(context).log_prob(values))
+    narrow = NeuralSplineFlow(hidden=(16, 16), transforms=2, bins=4, bound=2.0)
+    narrow.fit(data.x_train, data.y_train, seed=0, epochs=2, progress=False)
+    s = narrow.scaling
+    z = np.array([[2.5, -3.0], [-2.2, 2.9], [4.0, 4.0]])
+    y = s.y_mean.numpy() + s.y_sd.numpy() * z
+    expected = stats.norm.logpdf(z).sum(axis=1) - np.log(s.y_sd.numpy()).sum()
+    np.testing.assert_allclose(narrow.log_prob(y, data.x_test[:3]), expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="bound must be"):
+        NeuralSplineFlow(bound=0.0)
+
+
 def test_divergence_through_the_mlp_is_the_jacobians_trace():
     """mlp_and_divergence against torch.func's Jacobian of the same MLP, summed on its diagonal."""
     from utilis.flow_utilis import mlp_and_divergence

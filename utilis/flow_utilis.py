@@ -56,6 +56,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Callable
 
@@ -783,7 +784,7 @@ class FlowMatching(_FlowModel):
 class NeuralSplineFlow(NetworkDensity):
     """zuko's conditional neural spline flow (``zuko.flows.NSF``) over a y in R^d given x in R^(d_x), for
     d >= 2: ``transforms`` autoregressive layers of monotonic rational-quadratic splines with ``bins``
-    bins on [-5, 5], their parameters from masked MLPs of ``hidden`` units that also see x (Durkan et
+    bins on [-``bound``, ``bound``] (the identity beyond), their parameters from masked MLPs of ``hidden`` units that also see x (Durkan et
     al. 2019; Papamakarios et al. 2017). The defaults are zuko's own: this is the public reference the
     planar families are measured against.
 
@@ -798,17 +799,40 @@ class NeuralSplineFlow(NetworkDensity):
     _BLOCK = 8192
     """Queries per evaluation of the flow at the numpy boundary."""
 
-    def __init__(self, x_dim: int = 2, y_dim: int = 2, bins: int = 8, transforms: int = 3, hidden=(64, 64)):
+    def __init__(
+        self,
+        x_dim: int = 2,
+        y_dim: int = 2,
+        bins: int = 8,
+        transforms: int = 3,
+        hidden=(64, 64),
+        bound: float = 5.0,
+        slope: float = 1e-3,
+    ):
         super().__init__()
         self.x_dim, self.y_space = check_count(x_dim, "x_dim"), Euclidean(check_count(y_dim, "y_dim", minimum=2))
         hidden = tuple(check_count(h, "hidden") for h in hidden)
-        from zuko.flows import NSF  # here: only this class needs zuko's flows
+        from zuko.flows import MAF  # here: only this class needs zuko's flows
 
         self.settings = {
             "bins": check_count(bins, "bins", minimum=2),
             "transforms": check_count(transforms, "transforms"),
+            "bound": check_positive(bound, "bound"),
         }
-        self.flow = NSF(self.y_dim, self.x_dim, hidden_features=hidden, **self.settings)
+        slope = check_positive(slope, "slope")
+        if slope >= 1.0:
+            raise ValueError(f"slope must be < 1, got {slope!r}")
+        # zuko's NSF is this MAF with the bound left at 5: built here so the bound can be chosen too
+        univariate = functools.partial(MonotonicRQSTransform, bound=self.settings["bound"], slope=slope)
+        shapes = [(self.settings["bins"],), (self.settings["bins"],), (self.settings["bins"] - 1,)]
+        self.flow = MAF(
+            self.y_dim,
+            self.x_dim,
+            transforms=self.settings["transforms"],
+            hidden_features=hidden,
+            univariate=univariate,
+            shapes=shapes,
+        )
         self.scaling = Standardiser(self.x_dim, self.y_dim)
 
     def _description(self) -> str:
