@@ -86,6 +86,11 @@ def cells_grid(histogram, data) -> Grid:
     return data.y_space.grid(box, 10 * (len(edges[0]) - 1), rule="midpoint")
 
 
+def box_grid(energy, data) -> Grid:
+    """The energy model's box (its density is 0 outside it), 200 cells a side by the midpoint rule."""
+    return data.y_space.grid(np.array(energy.y_bounds), 200, rule="midpoint")
+
+
 FACTORIES = {
     "truth-linear": Factory("linear", lambda data: data.truth),
     "truth-sinusoid": Factory("sinusoid", lambda data: data.truth),
@@ -141,6 +146,13 @@ FACTORIES = {
     ),
     "energy-likelihood-linear": Factory("linear", lambda data: EnergyModel(n_knots=32, hidden=16), fit_plain),
     "energy-infonce-camera": Factory("camera", lambda data: EnergyModel("infonce", n_knots=32, hidden=16), fit_plain),
+    "energy-likelihood-robot-arm": Factory(
+        "robot_arm", lambda data: EnergyModel(n_knots=12, hidden=16, x_dim=2, y_dim=2), fit_plain, plane_grid=box_grid
+    ),
+    "energy-infonce-room": Factory(
+        "room", lambda data: EnergyModel("infonce", n_knots=12, hidden=16, x_dim=data.x_dim, y_dim=2), fit_plain,
+        plane_grid=box_grid,
+    ),
     "oracle-gaussian-sinusoid": Factory("sinusoid", lambda data: BestSingleGaussian.for_dataset(data)),
     "oracle-gaussian-camera": Factory("camera", lambda data: BestSingleGaussian.for_dataset(data)),
     "oracle-gaussian-robot-arm": Factory("robot_arm", lambda data: BestSingleGaussian.for_dataset(data, n_grid=100)),

@@ -157,8 +157,92 @@ def test_bad_options_raise():
         model.minima([0.0], min_depth=-1.0)
     with pytest.raises(ValueError, match="n_negatives must be >= 1, got 0"):
         model.infonce_loss(torch.zeros(3), torch.zeros(3), n_negatives=0)
-    with pytest.raises(ValueError, match="x must be a 1-D tensor"):
+    with pytest.raises(ValueError, match=re.escape("x must be a tensor of inputs of shape (n,), got shape (3, 2)")):
         model.coefficients(torch.zeros(3, 2))
+
+
+def plane_gaussian(mean, cov, bounds=((-4.0, 4.0), (-3.0, 5.0)), **options) -> EnergyModel:
+    """A model in the plane whose energy is the quadratic (z - mean)^T cov^-1 (z - mean) / 2 at every x, y = z:
+    the tensor-product quasi-interpolant c_rs = f(t_r, s_s) - d_1^2 f_11 / 6 - d_2^2 f_22 / 6 (exact for
+    quadratics: the cross term z_1 z_2 is a product of lines, which the splines hold), in float64."""
+    model = EnergyModel(y_dim=2, **options).double()
+    precision = np.linalg.inv(cov)
+    with torch.no_grad():
+        model.z_bounds.copy_(torch.tensor(bounds))
+        d1, d2 = model.knot_spacings
+        knots = [lo + (np.arange(model.n_knots) - 1) * d for (lo, _), d in zip(bounds, (d1, d2))]
+        z = np.stack(np.meshgrid(*knots, indexing="ij"), axis=-1) - mean
+        f = 0.5 * np.einsum("...i,ij,...j->...", z, precision, z)
+        head = model.net[-1]
+        head.weight.zero_()
+        head.bias.copy_(torch.tensor((f - d1**2 * precision[0, 0] / 6 - d2**2 * precision[1, 1] / 6).ravel()))
+        model.fitted.fill_(True)
+    return model
+
+
+PLANE_MEAN, PLANE_COV = np.array([0.3, 1.0]), np.array([[0.09, 0.03], [0.03, 0.04]])  # sds 0.3 and 0.2, rho 0.5
+
+
+def test_a_quadratic_energy_in_the_plane_normalises_to_the_bivariate_gaussian():
+    model = plane_gaussian(PLANE_MEAN, PLANE_COV, n_knots=35)  # 32 intervals: knots 0.25 apart on both axes
+    y = np.random.default_rng(0).uniform([-3.9, -2.9], [3.9, 4.9], (300, 2))
+    expected = stats.multivariate_normal(PLANE_MEAN, PLANE_COV).logpdf(y)
+    # the product trapezoidal rule on 257 x 257 nodes, a step of 0.031: exact to rounding for these sds
+    np.testing.assert_allclose(model.log_prob(y[:, None], np.array([-2.0, 0.0, 5.0])), expected[:, None] + np.zeros(3),
+                               rtol=0, atol=1e-10)  # fmt: skip
+    assert np.all(model.log_prob([[-4.01, 1.0], [0.0, 5.01], [1e300, 0.0]], 0.0) == -np.inf)  # outside the box
+    # the training grid's midpoint rule, 4 nodes a knot interval (a step of 0.0625): log Z in z-scored y
+    with torch.no_grad():
+        log_z = float(model._log_normaliser(model.coefficients(torch.zeros(1, dtype=torch.float64)), 0.5)[0])
+    assert log_z == pytest.approx(np.log(2 * np.pi * np.sqrt(np.linalg.det(PLANE_COV))), abs=1e-9)
+    np.testing.assert_allclose(model.energy(0.0, np.array([PLANE_MEAN, [0.3, 1.2]])), [0.0, 0.5 * 0.2**2 * 0.09 / (0.09 * 0.04 - 0.03**2)],
+                               atol=1e-9)  # fmt: skip
+    assert model.energy(0.0, [5.0, 0.0]) == np.inf
+
+
+def test_samples_and_the_minimum_of_a_quadratic_energy_in_the_plane():
+    model = plane_gaussian(PLANE_MEAN, PLANE_COV, n_knots=35)
+    draws = model.sample(np.zeros(2), 20_000, seed=0)  # (n, 2 inputs, 2)
+    assert draws.shape == (20_000, 2, 2)
+    for column in range(2):
+        sample = draws[:, column]
+        # the mean to within 4 standard errors; the covariance to within 4 of its own (var of s_ij about
+        # (s_ii s_jj + s_ij^2) / n), the grid's half-step jitter adding h^2 / 12 = 8e-5 to each variance
+        assert np.all(np.abs(sample.mean(axis=0) - PLANE_MEAN) < 4 * np.sqrt(np.diag(PLANE_COV) / 20_000))
+        spread = np.sqrt((np.outer(np.diag(PLANE_COV), np.diag(PLANE_COV)) + PLANE_COV**2) / 20_000)
+        assert np.all(np.abs(np.cov(sample.T) - PLANE_COV) < 4 * spread + 1e-4)
+    np.testing.assert_allclose(model.predict(np.zeros(3)), np.tile(PLANE_MEAN, (3, 1)), atol=8 / 256)  # a grid node
+    with pytest.raises(ValueError, match="minima reads the basins of a scalar y"):
+        model.minima([0.0])
+
+
+def test_the_plane_is_served_and_three_dimensions_refused():
+    with pytest.raises(ValueError, match=re.escape("EnergyModel serves y_dim 1 or 2, got y_dim=3: it is normalised on a grid")):
+        EnergyModel(y_dim=3)
+    model = EnergyModel(n_knots=8, hidden=8, x_dim=3, y_dim=2)
+    assert model.net[0].in_features == 3 * 33 and model.net[-1].out_features == 64
+    with pytest.raises(ValueError, match=re.escape("x must be a tensor of inputs of shape (n, 3), got shape (4,)")):
+        model.coefficients(torch.zeros(4))
+    with pytest.raises(ValueError, match=re.escape("y must have shape (n, 2) for this model (y_dim=2), got (10,)")):
+        model.fit(np.zeros((10, 3)), np.zeros(10))
+
+
+@pytest.mark.parametrize("objective", ["likelihood", "infonce"])
+def test_a_short_training_in_the_plane_reaches_every_parameter_and_beats_the_start(objective):
+    from generate_dataset import robot_arm
+
+    data = robot_arm(n_samples=1500, seed=0)
+    x, y, _ = data.sample(2000, seed=1)
+    model = EnergyModel(objective, n_knots=16, hidden=32, x_dim=2, y_dim=2)
+    model.fit(data.x_train, data.y_train, epochs=1, lr=1e-6, progress=False)  # the start: flat, about uniform
+    start = bayes_gap(model, data.truth, x, y).gap
+    model.fit(data.x_train, data.y_train, epochs=15, progress=False)
+    assert bayes_gap(model, data.truth, x, y).gap < start - 1.0
+    model.train()
+    loss = getattr(model, f"{objective}_loss")(torch.tensor(x[:64]), torch.tensor(y[:64]), torch.Generator().manual_seed(0))
+    loss.backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None and torch.any(parameter.grad != 0), (objective, name)
 
 
 def test_landscapes_one_panel_per_model():

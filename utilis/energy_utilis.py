@@ -102,14 +102,20 @@ from scipy import signal
 from torch import Tensor
 
 from utilis.networks import NetworkDensity, Standardiser, logsumexp, mlp
-from utilis.numerics import log_trapezoid, sample_from_grid
+from utilis.numerics import log_trapezoid, logsumexp_last, sample_from_grid
 from utilis.protocol import broadcast_query, check_count, check_inputs, check_positive
+from utilis.spaces import Euclidean
 from utilis.training import TrainingSettings
 
 __all__ = ["OBJECTIVES", "EnergyModel"]
 
 OBJECTIVES = ("likelihood", "infonce")
 _ROWS = 512  # inputs x at once on the evaluation grid: (512, 1024) float64 temporaries, 4 MB each
+_PLANE_ROWS = 32  # in the plane: (32, 257, 257) float64 temporaries, 17 MB each
+_DEFAULTS = {  # by y_dim: the spline's coefficients, and the evaluation and training grids' nodes, per axis
+    1: {"n_knots": 96, "n_grid": 1000, "n_train_grid": 500},
+    2: {"n_knots": 32, "n_grid": 256, "n_train_grid": 128},
+}
 
 
 def _bspline(u):
@@ -142,32 +148,47 @@ class EnergyModel(NetworkDensity):
         objective: Literal["likelihood", "infonce"] = "likelihood",
         *,
         n_negatives: int = 256,
-        n_knots: int = 96,
+        n_knots: int | None = None,
         hidden: int = 64,
         depth: int = 3,
         x_frequencies: int = 16,
         max_frequency: float = 8.0,
-        n_grid: int = 1000,
-        n_train_grid: int = 500,
+        n_grid: int | None = None,
+        n_train_grid: int | None = None,
         margin: float = 0.25,
+        x_dim: int = 1,
+        y_dim: int = 1,
     ):
         super().__init__()
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be 'likelihood' or 'infonce', got {objective!r}")
+        self.x_dim, y_dim = check_count(x_dim, "x_dim"), check_count(y_dim, "y_dim")
+        if y_dim > 2:
+            raise ValueError(
+                f"EnergyModel serves y_dim 1 or 2, got y_dim={y_dim}: it is normalised on a grid of n_grid^y_dim "
+                f"nodes for every x (256^{y_dim} = {256**y_dim:,} for y_dim={y_dim}) and its spline has "
+                f"n_knots^y_dim coefficients"
+            )
+        self.y_space = Euclidean(y_dim)
+        defaults = _DEFAULTS[y_dim]
         self.objective = objective
         self.n_negatives = check_count(n_negatives, "n_negatives")
-        self.n_knots = check_count(n_knots, "n_knots", minimum=4)
-        self.n_grid = check_count(n_grid, "n_grid", minimum=2)
-        self.n_train_grid = check_count(n_train_grid, "n_train_grid", minimum=2)
+        self.n_knots = check_count(defaults["n_knots"] if n_knots is None else n_knots, "n_knots", minimum=4)
+        self.n_grid = check_count(defaults["n_grid"] if n_grid is None else n_grid, "n_grid", minimum=2)
+        train_grid = defaults["n_train_grid"] if n_train_grid is None else n_train_grid
+        self.n_train_grid = check_count(train_grid, "n_train_grid", minimum=2)
         self.margin = check_positive(margin, "margin")
-        self.scaling = Standardiser()
-        # [z_lo, z_hi]: the spline's interval in z-scored y, set by fit from the data (kept in the state dict)
-        self.register_buffer("z_bounds", torch.tensor([-1.0, 1.0], dtype=torch.float64))
+        self.scaling = Standardiser(self.x_dim, y_dim)
+        # [z_lo, z_hi]: the spline's interval in z-scored y, set by fit from the data (kept in the state dict);
+        # one row per axis of y in the plane
+        bounds = [-1.0, 1.0] if y_dim == 1 else [[-1.0, 1.0]] * y_dim
+        self.register_buffer("z_bounds", torch.tensor(bounds, dtype=torch.float64))
         n_frequencies = check_count(x_frequencies, "x_frequencies", minimum=0)
         top = math.log10(check_positive(max_frequency, "max_frequency"))
         self.register_buffer("frequencies", torch.logspace(0.0, top, n_frequencies))
-        inputs = 1 + 2 * n_frequencies
-        self.net = mlp(inputs, self.n_knots, check_count(hidden, "hidden"), check_count(depth, "depth"))
+        inputs = self.x_dim * (1 + 2 * n_frequencies)
+        outputs = self.n_knots**y_dim
+        self.net = mlp(inputs, outputs, check_count(hidden, "hidden"), check_count(depth, "depth"))
 
     # ---- the energy, in torch -------------------------------------------------------------------
     @property
@@ -181,21 +202,46 @@ class EnergyModel(NetworkDensity):
         return -(-self.n_train_grid // (self.n_knots - 3))
 
     @property
+    def axis_bounds(self) -> list[tuple[float, float]]:
+        """[z_lo, z_hi] along each axis of y, in z-scored y."""
+        return [(lo, hi) for lo, hi in self.z_bounds.reshape(-1, 2).tolist()]
+
+    @property
+    def knot_spacings(self) -> tuple[float, ...]:
+        """d along each axis of y, in z-scored y: R - 3 knot intervals span [z_lo, z_hi]."""
+        return tuple((hi - lo) / (self.n_knots - 3) for lo, hi in self.axis_bounds)
+
+    @property
     def knot_spacing(self) -> float:
-        """d, the knot spacing in z-scored y: R - 3 knot intervals span [z_lo, z_hi]."""
-        z_lo, z_hi = self.z_bounds.tolist()
-        return (z_hi - z_lo) / (self.n_knots - 3)
+        """d, the knot spacing of a scalar y in z-scored y (along the first axis in the plane)."""
+        return self.knot_spacings[0]
 
     def coefficients(self, x: Tensor) -> Tensor:
-        """c(x), the spline coefficients for a batch of x (n,): (n, R), in the network's dtype."""
-        if x.ndim != 1:
-            raise ValueError(f"x must be a 1-D tensor of inputs, got shape {tuple(x.shape)}")
-        z = self.scaling.z_x(x)[:, None].to(self.net[0].weight.dtype)  # (n, 1)
-        angles = z * self.frequencies.to(z.dtype)  # (n, F)
-        return self.net(torch.cat([z, torch.sin(angles), torch.cos(angles)], dim=1))
+        """c(x), the spline coefficients for a batch of x (n,) or (n, x_dim): (n, R), or (n, R, R) for y in the
+        plane, in the network's dtype."""
+        z = self.scaling.z_rows(x).to(self.net[0].weight.dtype)  # (n, x_dim)
+        angles = (z[:, :, None] * self.frequencies.to(z.dtype)).reshape(len(z), -1)  # (n, x_dim F)
+        c = self.net(torch.cat([z, torch.sin(angles), torch.cos(angles)], dim=1))
+        return c if self.y_dim == 1 else c.reshape(len(z), self.n_knots, self.n_knots)
+
+    def _basis(self, z: Tensor, axis: int) -> Tensor:
+        """The R cubic B-splines along ``axis`` at z-scored y ``z`` (any shape): z.shape + (R,), at most 4
+        of them non-zero (beyond [z_lo, z_hi], the end interval's cubics continued)."""
+        lo, d = self.axis_bounds[axis][0], self.knot_spacings[axis]
+        s = (z - lo) / d
+        interval = s.floor().clamp(0, self.n_knots - 4)
+        weights = torch.stack(_bspline(s - interval), dim=-1)
+        columns = interval.long()[..., None] + torch.arange(4, device=z.device)
+        return torch.zeros((*z.shape, self.n_knots), dtype=z.dtype, device=z.device).scatter(-1, columns, weights)
 
     def _spline_at(self, c: Tensor, z: Tensor) -> Tensor:
-        """E at z-scored y in [z_lo, z_hi]: ``c`` (n, R), ``z`` (n,) or (n, m); the shape of ``z``."""
+        """E at z-scored y in [z_lo, z_hi]: ``c`` (n, R), ``z`` (n,) or (n, m); the shape of ``z``. In the
+        plane, ``c`` (n, R, R) and ``z`` (n, 2) or (n, m, 2): the tensor-product spline
+        E = sum_rs c_rs B_r(z_1) B_s(z_2), of the shape of ``z`` less its last axis."""
+        if self.y_dim == 2:
+            flat = z.reshape(len(c), -1, 2)
+            first, second = self._basis(flat[..., 0], 0), self._basis(flat[..., 1], 1)  # (n, m, R) each
+            return torch.einsum("nmr,nrs,nms->nm", first, c, second).reshape(z.shape[:-1])
         s = (z - self.z_bounds[0].to(z.dtype)) / self.knot_spacing
         interval = s.floor().clamp(0, self.n_knots - 4)
         columns = (interval.long().reshape(len(c), -1, 1) + torch.arange(4, device=c.device)).reshape(len(c), -1)
@@ -210,8 +256,20 @@ class EnergyModel(NetworkDensity):
     def _log_normaliser(self, c: Tensor, shift: Tensor | float) -> Tensor:
         """log Z(x) in z-scored y by the rectangle rule on the training nodes z_lo + (i + (p + shift) / m) d,
         p < m = ``train_grid_per_knot``, in every knot interval i: for a uniform ``shift`` in [0, 1) an
-        unbiased estimate of Z; ``shift`` = 0.5 is the midpoint rule. (n,) for ``c`` (n, R)."""
+        unbiased estimate of Z; ``shift`` = 0.5 is the midpoint rule. (n,) for ``c`` (n, R). In the plane
+        the product of the two axes' rules, a shift for each: E on the nodes is B_1 C B_2^T, with B_a
+        (G_a, R) the splines at axis a's nodes."""
         m, width = self.train_grid_per_knot, self.n_knots - 3
+        if self.y_dim == 2:
+            shifts = torch.as_tensor(shift, dtype=c.dtype, device=c.device).expand(2)
+            bases = []
+            for axis, (lo, _) in enumerate(self.axis_bounds):
+                steps = torch.arange(width, device=c.device, dtype=c.dtype)[:, None]
+                phases = (torch.arange(m, device=c.device, dtype=c.dtype) + shifts[axis]) / m
+                bases.append(self._basis(lo + (steps + phases).reshape(-1) * self.knot_spacings[axis], axis))
+            energy = bases[0] @ c @ bases[1].T  # (n, G_1, G_2)
+            cell = math.prod(self.knot_spacings) / m**2
+            return logsumexp(-energy.reshape(len(c), -1), dim=1) + math.log(cell)
         phases = ((torch.arange(m, device=c.device) + shift) / m).to(c.dtype)[:, None]  # (m, 1)
         energy = sum(w * c[:, None, j : j + width] for j, w in enumerate(_bspline(phases)))  # (n, m, R - 3)
         return logsumexp(-energy.reshape(len(c), -1), dim=1) + math.log(self.knot_spacing / m)
@@ -222,22 +280,28 @@ class EnergyModel(NetworkDensity):
         together by a uniform fraction of their step from ``generator`` (without one, by half a step:
         the midpoint rule, for a steady validation loss)."""
         c = self.coefficients(x)
-        shift = 0.5 if generator is None else torch.rand((), generator=generator).to(c.device)
+        shape = () if self.y_dim == 1 else (self.y_dim,)  # a shift for each axis of y
+        shift = 0.5 if generator is None else torch.rand(shape, generator=generator).to(c.device)
         return (self._spline_at(c, self.scaling.z_y(y).to(c.dtype)) + self._log_normaliser(c, shift)).mean()
 
     def infonce_loss(
         self, x: Tensor, y: Tensor, generator: torch.Generator | None = None, n_negatives: int | None = None
     ) -> Tensor:
         """InfoNCE: each point against ``n_negatives`` (default: the model's) counter-examples drawn
-        uniformly over [y_lo, y_hi] from ``generator`` (without one, the midpoints of ``n_negatives``
-        equal cells, for a steady validation loss)."""
+        uniformly over [y_lo, y_hi] (the box in the plane) from ``generator`` (without one, for a steady
+        validation loss, fixed ones: the midpoints of ``n_negatives`` equal cells, or in the plane one draw
+        from a generator seeded 0)."""
         n = self.n_negatives if n_negatives is None else check_count(n_negatives, "n_negatives")
         c = self.coefficients(x)
-        if generator is None:
+        event = () if self.y_dim == 1 else (self.y_dim,)
+        if generator is None and self.y_dim == 1:
             u = ((torch.arange(n, dtype=torch.float64) + 0.5) / n).expand(len(c), n)
+        elif generator is None:
+            u = torch.rand((n, *event), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+            u = u.expand(len(c), n, *event)
         else:
-            u = torch.rand((len(c), n), generator=generator, dtype=torch.float64)
-        z_lo, z_hi = self.z_bounds.tolist()
+            u = torch.rand((len(c), n, *event), generator=generator, dtype=torch.float64)
+        z_lo, z_hi = self.z_bounds[..., 0].cpu(), self.z_bounds[..., 1].cpu()
         negatives = self._spline_at(c, (z_lo + (z_hi - z_lo) * u).to(device=c.device, dtype=c.dtype))  # (n, N)
         positive = self._spline_at(c, self.scaling.z_y(y).to(c.dtype))
         logits = -torch.cat([positive[:, None], negatives], dim=1)
@@ -258,10 +322,15 @@ class EnergyModel(NetworkDensity):
         return f"energy model, {self.objective}"
 
     def _initialise(self, x: np.ndarray, y: np.ndarray) -> None:
-        """[y_lo, y_hi]: the training y's range widened by ``margin`` of it on each side (in z-scored y)."""
-        z = (y - y.mean()) / (y.std() or 1.0)
-        span = float(z.max() - z.min()) or 1.0
-        self.z_bounds.copy_(torch.tensor([z.min() - self.margin * span, z.max() + self.margin * span]))
+        """[y_lo, y_hi]: the training y's range widened by ``margin`` of it on each side (in z-scored y),
+        along each axis."""
+        rows = []
+        for column in y.reshape(len(y), -1).T:
+            column = np.ascontiguousarray(column)
+            z = (column - column.mean()) / (column.std() or 1.0)
+            span = float(z.max() - z.min()) or 1.0
+            rows.append([z.min() - self.margin * span, z.max() + self.margin * span])
+        self.z_bounds.copy_(torch.tensor(rows[0] if self.y_dim == 1 else rows))
 
     def _loss(self, seed: int | None):
         """The model's objective; in training its random nodes or counter-examples come from a generator
@@ -280,20 +349,44 @@ class EnergyModel(NetworkDensity):
 
     # ---- numpy side -------------------------------------------------------------------------------
     @property
-    def y_bounds(self) -> tuple[float, float]:
-        """[y_lo, y_hi], the interval outside which the density is 0, in y's own units."""
-        mean, sd = float(self.scaling.y_mean), float(self.scaling.y_sd)
-        z_lo, z_hi = self.z_bounds.tolist()
-        return mean + sd * z_lo, mean + sd * z_hi
+    def y_bounds(self) -> tuple[float, float] | tuple[tuple[float, float], ...]:
+        """[y_lo, y_hi], the interval outside which the density is 0, in y's own units; in the plane one
+        such interval per axis (the box)."""
+        means, sds = self.scaling.y_mean.reshape(-1).tolist(), self.scaling.y_sd.reshape(-1).tolist()
+        bounds = tuple((m + sd * lo, m + sd * hi) for m, sd, (lo, hi) in zip(means, sds, self.axis_bounds))
+        return bounds[0] if self.y_dim == 1 else bounds
 
-    def grid(self) -> np.ndarray:
-        """The evaluation grid's nodes in y's own units: ((R - 3) ``grid_per_knot`` + 1,)."""
-        z_lo, z_hi = self.z_bounds.tolist()
-        z = np.linspace(z_lo, z_hi, (self.n_knots - 3) * self.grid_per_knot + 1)
-        return float(self.scaling.y_mean) + float(self.scaling.y_sd) * z
+    def _z_axes(self) -> list[np.ndarray]:
+        """The evaluation grid's nodes along each axis, in z-scored y: ((R - 3) ``grid_per_knot`` + 1,) each."""
+        return [np.linspace(lo, hi, (self.n_knots - 3) * self.grid_per_knot + 1) for lo, hi in self.axis_bounds]
+
+    def grid(self) -> np.ndarray | tuple[np.ndarray, ...]:
+        """The evaluation grid's nodes in y's own units: ((R - 3) ``grid_per_knot`` + 1,); in the plane,
+        those along each axis (the grid is their product)."""
+        means, sds = self.scaling.y_mean.reshape(-1).tolist(), self.scaling.y_sd.reshape(-1).tolist()
+        axes = tuple(m + sd * z for m, sd, z in zip(means, sds, self._z_axes()))
+        return axes[0] if self.y_dim == 1 else axes
+
+    def _grid_bases(self) -> list[np.ndarray]:
+        """In the plane, the splines at each axis's evaluation nodes: (G_a, R) float64 each."""
+        return [self._basis(torch.from_numpy(z), axis).numpy() for axis, z in enumerate(self._z_axes())]
+
+    def _log_grid_weights(self) -> np.ndarray:
+        """In the plane, the log weights of the product trapezoidal rule on the evaluation grid, in z-scored y:
+        (G_1, G_2)."""
+        logs = []
+        for z in self._z_axes():
+            weights = np.full(len(z), z[1] - z[0])
+            weights[[0, -1]] *= 0.5
+            logs.append(np.log(weights))
+        return logs[0][:, None] + logs[1][None, :]
 
     def _grid_energies(self, c: np.ndarray) -> np.ndarray:
-        """E on the evaluation grid, in order along y, for coefficients ``c`` (n, R): (n, G), float64."""
+        """E on the evaluation grid, in order along y, for coefficients ``c`` (n, R): (n, G), float64; in
+        the plane, for ``c`` (n, R, R): (n, G_1, G_2), B_1 C B_2^T."""
+        if self.y_dim == 2:
+            first, second = self._grid_bases()
+            return first @ c @ second.T
         m, width = self.grid_per_knot, self.n_knots - 3
         out = np.empty((len(c), width * m + 1))
         for p in range(m):  # the nodes at phase p / m of every knot interval
@@ -305,13 +398,23 @@ class EnergyModel(NetworkDensity):
     def _given_x(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """c(x) (n, R) and log Z(x) (n,) in z-scored y, by the trapezoidal rule on the evaluation grid."""
         c = self.coefficients(self._as_tensor(x)).double().cpu().numpy()
+        if self.y_dim == 2:  # the product trapezoidal rule
+            log_weights, rows = self._log_grid_weights(), _PLANE_ROWS
+            blocks = [
+                logsumexp_last((log_weights - self._grid_energies(c[i : i + rows])).reshape(len(c[i : i + rows]), -1))
+                for i in range(0, len(c), rows)
+            ]
+            return c, np.concatenate(blocks) if blocks else np.empty(0)
         step = self.knot_spacing / self.grid_per_knot
         blocks = [log_trapezoid(-self._grid_energies(c[i : i + _ROWS]), step) for i in range(0, len(c), _ROWS)]
         return c, np.concatenate(blocks) if blocks else np.empty(0)
 
     def _energy(self, y: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """E at y (any shape) for coefficients ``c`` (a shape that broadcasts against y's, then R), and
-        whether y is in [y_lo, y_hi] (E is computed at y_lo there, to be masked)."""
+        whether y is in [y_lo, y_hi] (E is computed at y_lo there, to be masked). In the plane, y (..., 2)
+        and ``c`` (..., R, R), and whether y is in the box."""
+        if self.y_dim == 2:
+            return self._energy_in_plane(y, c)
         y_lo, y_hi = self.y_bounds
         inside = (y >= y_lo) & (y <= y_hi)
         mean, sd = float(self.scaling.y_mean), float(self.scaling.y_sd)
@@ -323,16 +426,46 @@ class EnergyModel(NetworkDensity):
         picked = np.take_along_axis(np.broadcast_to(c, (*shape, c.shape[-1])), columns, axis=-1)
         return (picked * weights).sum(axis=-1), inside
 
+    def _energy_in_plane(self, y: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        bounds = np.array(self.y_bounds)  # (2, 2)
+        inside = np.all((y >= bounds[:, 0]) & (y <= bounds[:, 1]), axis=-1)
+        z = (np.where(inside[..., None], y, bounds[:, 0]) - self.scaling.y_mean.cpu().numpy()) / self.scaling.y_sd.cpu().numpy()
+        first, second = (self._basis(torch.as_tensor(np.array(z[..., a])), a).numpy() for a in (0, 1))
+        return np.einsum("...r,...rs,...s->...", first, c, second), inside
+
     def _log_prob(self, y: np.ndarray, x: np.ndarray, c: np.ndarray, log_z: np.ndarray) -> np.ndarray:
         energy, inside = self._energy(y, c)
-        return np.where(inside, -energy - log_z - np.log(float(self.scaling.y_sd)), -np.inf)
+        log_sd = float(torch.log(self.scaling.y_sd).sum())  # y's own units: the Jacobian of the z-scoring
+        return np.where(inside, -energy - log_z - log_sd, -np.inf)
 
     def _sample(self, x: np.ndarray, n: int, rng: np.random.Generator, c: np.ndarray, log_z: np.ndarray):
+        if self.y_dim == 2:
+            return self._sample_in_plane(x, n, rng, c)
         nodes, u = self.grid(), rng.random((n, len(x)))
         out = np.empty((n, len(x)))
         for start in range(0, len(x), _ROWS):
             for i, energy in enumerate(self._grid_energies(c[start : start + _ROWS]), start):
                 out[:, i] = sample_from_grid(-energy, nodes, u[:, i])
+        return out
+
+    def _sample_in_plane(self, x: np.ndarray, n: int, rng: np.random.Generator, c: np.ndarray) -> np.ndarray:
+        """A node of the evaluation grid by its trapezoidal mass, then a uniform point in the node's cell
+        (the half step around it, within the box): draws from the piecewise-constant density that the
+        product trapezoidal rule integrates, exact to within half a grid step."""
+        axes, log_weights = self.grid(), self._log_grid_weights()
+        size = log_weights.shape[1]
+        out = np.empty((n, len(x), 2))
+        for start in range(0, len(x), _PLANE_ROWS):
+            logits = (log_weights - self._grid_energies(c[start : start + _PLANE_ROWS])).reshape(-1, log_weights.size)
+            for i, row in enumerate(logits, start):
+                cumulative = np.cumsum(np.exp(row - row.max()))
+                picked = np.minimum(np.searchsorted(cumulative, rng.random(n) * cumulative[-1], side="right"), len(row) - 1)
+                for axis, index in enumerate((picked // size, picked % size)):
+                    nodes = axes[axis]
+                    half = 0.5 * (nodes[1] - nodes[0])
+                    low = np.maximum(nodes[index] - half, nodes[0])
+                    high = np.minimum(nodes[index] + half, nodes[-1])
+                    out[:, i, axis] = low + rng.random(n) * (high - low)
         return out
 
     # ---- inference: the minima ------------------------------------------------------------------
@@ -342,8 +475,8 @@ class EnergyModel(NetworkDensity):
         E is defined up to a constant for each x: log p(y | x) = -E(x, y) - log Z(x) - log sd(y), with
         Z in z-scored y and sd(y) the training data's.
         """
-        y_array, x_array, shape = broadcast_query(y, x)
         self._check_ready()
+        y_array, x_array, shape = broadcast_query(y, x, self.y_dim, self.x_dim)
         c, _ = self._given_at(x_array)
         energy, inside = self._energy(y_array, c)
         return np.broadcast_to(np.where(inside, energy, np.inf), shape).copy()
@@ -357,9 +490,14 @@ class EnergyModel(NetworkDensity):
         highest peak's: 1/150 by default); the global minimum always counts. Each is refined by the parabola
         through its grid node and the two beside it.
         """
+        self._check_ready()
+        if self.y_dim != 1:
+            raise ValueError(
+                "minima reads the basins of a scalar y's energy along its line; for y in the plane, predict "
+                "gives the global minimum"
+            )
         x = check_inputs(x)
         min_depth, max_rise = check_positive(min_depth, "min_depth"), check_positive(max_rise, "max_rise")
-        self._check_ready()
         nodes, out = self.grid(), []
         with torch.no_grad():
             c = self.coefficients(self._as_tensor(x)).double().cpu().numpy()
@@ -372,8 +510,21 @@ class EnergyModel(NetworkDensity):
         return out
 
     def predict(self, x: ArrayLike) -> np.ndarray:
-        """The single answer for each x: the global minimum of E over y, (len(x),)."""
-        return np.array([answers[0] for answers in self.minima(x)])
+        """The single answer for each x: the global minimum of E over y, (len(x),); in the plane, the lowest
+        node of the evaluation grid, (len(x), 2)."""
+        if self.y_dim == 1:
+            return np.array([answers[0] for answers in self.minima(x)])
+        self._check_ready()
+        x = check_inputs(x, "x", self.x_dim)
+        with torch.no_grad():
+            c = self.coefficients(self._as_tensor(x)).double().cpu().numpy()
+        axes, out = self.grid(), np.empty((len(x), 2))
+        for start in range(0, len(x), _PLANE_ROWS):
+            energies = self._grid_energies(c[start : start + _PLANE_ROWS])
+            lowest = energies.reshape(len(energies), -1).argmin(axis=1)
+            first, second = np.divmod(lowest, energies.shape[2])
+            out[start : start + len(energies)] = np.stack([axes[0][first], axes[1][second]], axis=1)
+        return out
 
 
 def _refine(energy: np.ndarray, nodes: np.ndarray, found: np.ndarray) -> np.ndarray:
