@@ -31,6 +31,7 @@ from utilis.classical import ConditionalKDE, GaussianMixtureRegression
 from utilis.density import log_conditional_grid, log_joint_grid, log_prob_on_grid
 from utilis.energy_utilis import EnergyModel
 from utilis.flow_utilis import FlowMatching, NeuralSplineFlow, SplineFlow
+from utilis.gen_model_plane import PlanarGenerativeModel
 from utilis.gen_model_utilis import GenerativeModel
 from utilis.hypotheses_utilis import MultipleHypotheses
 from utilis.mdn_utilis import MDN
@@ -103,6 +104,9 @@ FACTORIES = {
     "generative-linear-unlabelled": Factory("linear", generative(), fit_unlabelled),
     "generative-sinusoid-unlabelled": Factory("sinusoid", generative(), fit_unlabelled),
     "generative-sinusoid-ensemble": Factory("sinusoid", generative(n_networks=2), fit_labelled),
+    "generative-robot-arm": Factory("robot_arm", lambda data: PlanarGenerativeModel.for_dataset(data, hidden=16),
+                                    fit_plain),  # fmt: skip
+    "generative-room": Factory("room", lambda data: PlanarGenerativeModel.for_dataset(data), fit_labelled),
     "mdn-linear": Factory("linear", lambda data: MDN(n_components=5, hidden=16), fit_plain),
     "mdn-sinusoid": Factory("sinusoid", lambda data: MDN(n_components=5, hidden=16), fit_plain),
     "mdn-camera": Factory("camera", lambda data: MDN(n_components=5, hidden=16), fit_plain),

@@ -480,12 +480,13 @@ class GenerativeModel(NetworkDensity):
     @classmethod
     def for_dataset(cls, data, **kwargs) -> GenerativeModel:
         """The model whose Bayesian network is the one ``data`` declares (``data.y_family``,
-        ``data.x_parents``), with as many components as it has. The networks of the planar datasets
-        (x and y vectors) are not written yet: they are refused."""
+        ``data.x_parents``), with as many components as it has. The planar datasets' networks are
+        :class:`utilis.gen_model_plane.PlanarGenerativeModel`'s: they are refused here, saying so."""
         if data.x_dim != 1 or data.y_space.dim != 1:
             raise ValueError(
                 f"GenerativeModel serves datasets with a scalar x and a scalar y; {data.name} has x of "
-                f"dimension {data.x_dim} and y in {data.y_space!r}"
+                f"dimension {data.x_dim} and y in {data.y_space!r}: for it, "
+                "utilis.gen_model_plane.PlanarGenerativeModel.for_dataset(data)"
             )
         network = {"y_family": data.y_family, "x_parents": data.x_parents}
         return cls(data.n_components, **{**network, **kwargs})
