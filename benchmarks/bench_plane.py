@@ -2,7 +2,8 @@
 
 Run from the repository root:
     python benchmarks/bench_plane.py [--sizes 900 20000] [--seeds 0 1 2] [--datasets robot_arm room]
-                                     [--models ...] [--spline-settings] [--threads 2]
+                                     [--models ...] [--spline-settings] [--threads 2] [--csv PATH]
+    python benchmarks/bench_plane.py --report      # the README's planar tables from benchmarks/results/plane.csv
 For each dataset, training size and seed: n training points drawn as the leaderboard draws them (n / 0.9
 samples, the 10% test split unused), every model fitted with its default settings on the same points
 (the networks by the same training loop), and scored on the same 20,000 fresh points
@@ -11,10 +12,12 @@ and the training seconds. The best-single-Gaussian oracle N(E[y|x], Cov[y|x]) st
 training), and the truth binned on the softmax's cells (50 x 50 over the training y's box widened by a tenth; Simpson
 with 4 nodes a side in each cell, which on these cells agrees with 8 to a thousandth of a nat).
 Prints one row per dataset, size and model: the mean over seeds (gap ± the mean of the seeds'
-standard errors, seconds), then each seed's gap.
+standard errors, seconds), then each seed's gap. With ``--csv``, each run is also appended to a CSV;
+the README's planar tables are written from ``benchmarks/results/plane.csv`` by ``--report``.
 """
 
 import argparse
+import csv
 import os
 import sys
 import time
@@ -27,7 +30,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from generate_dataset import DATASETS
 from utilis.baselines import BinnedClassifier, GaussianRegression
 from utilis.classical import ConditionalKDE, GaussianMixtureRegression
+from utilis.energy_utilis import EnergyModel
 from utilis.flow_utilis import FlowMatching, NeuralSplineFlow
+from utilis.gen_model_plane import PlanarGenerativeModel
 from utilis.hypotheses_utilis import MultipleHypotheses
 from utilis.mdn_utilis import MDN
 from utilis.metrics import bayes_gap, fresh_seed
@@ -65,10 +70,22 @@ def classical(build):
     return fit
 
 
+def generative(data, seed):
+    """The planar Bayesian network of ``data``, fitted with the labels where x depends on c."""
+    model = PlanarGenerativeModel.for_dataset(data)
+    labels = data.c_train if model.needs_labels else None
+    start = time.perf_counter()
+    history = model.fit(data.x_train, data.y_train, labels, seed=seed, progress=False)
+    return model, max(history.seconds, time.perf_counter() - start)
+
+
 MODELS = {
+    "generative": generative,
     "MDN": networks(lambda data: MDN(x_dim=data.x_dim, y_dim=data.y_space.dim)),
     "flow matching": networks(lambda data: FlowMatching(x_dim=data.x_dim, y_dim=data.y_space.dim)),
     "hypotheses (two-stage)": networks(lambda data: MultipleHypotheses(x_dim=data.x_dim, y_dim=data.y_space.dim)),
+    "energy (likelihood)": networks(lambda data: EnergyModel(x_dim=data.x_dim, y_dim=data.y_space.dim)),
+    "energy (InfoNCE)": networks(lambda data: EnergyModel("infonce", x_dim=data.x_dim, y_dim=data.y_space.dim)),
     "MSE regression": networks(lambda data: GaussianRegression(x_dim=data.x_dim, y_dim=data.y_space.dim)),
     "bins (histogram)": networks(lambda data: BinnedClassifier(x_dim=data.x_dim, y_dim=data.y_space.dim)),
     "GMR": classical(lambda data: GaussianMixtureRegression()),
@@ -89,6 +106,60 @@ def spline_flow(bins: int, transforms: int, bound: float, lr: float):
     return fit
 
 
+CSV_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "plane.csv")
+README_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+FIELDS = ("dataset", "n_train", "seed", "model", "gap", "stderr", "seconds")
+START, END = "<!-- plane:start -->", "<!-- plane:end -->"
+
+
+def read_rows(path: str = CSV_PATH) -> list[dict]:
+    """The runs in the CSV, numbers parsed."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        row["n_train"], row["seed"] = int(row["n_train"]), int(row["seed"])
+        row["gap"], row["stderr"], row["seconds"] = float(row["gap"]), float(row["stderr"]), float(row["seconds"])
+    return rows
+
+
+def readme_section(rows: list[dict]) -> str:
+    """A table per planar dataset: each model's gap at each training size (mean over seeds ± the mean of the
+    seeds' standard errors) and its training seconds at the largest size, in the order the models were run."""
+    sizes = sorted({row["n_train"] for row in rows})
+    seeds = sorted({row["seed"] for row in rows})
+    out = [f"Gap in nats on 20,000 fresh points, mean of seeds {', '.join(map(str, seeds))} ± the mean of their "
+           f"standard errors; training seconds on 2 CPU cores at {sizes[-1]:,} points "
+           f"(`python benchmarks/bench_plane.py`, `benchmarks/results/plane.csv`).\n"]  # fmt: skip
+    for dataset in dict.fromkeys(row["dataset"] for row in rows):
+        here = [row for row in rows if row["dataset"] == dataset]
+        header = " | ".join(f"gap, {n:,} points" for n in sizes)
+        out += [f"**{dataset.replace('_', ' ')}**\n", f"| model | {header} | seconds at {sizes[-1]:,} |",
+                "|---" * (len(sizes) + 2) + "|"]  # fmt: skip
+        for model in dict.fromkeys(row["model"] for row in here):
+            cells = []
+            for n in sizes:
+                runs = [row for row in here if row["model"] == model and row["n_train"] == n]
+                gaps, errors = [r["gap"] for r in runs], [r["stderr"] for r in runs]
+                cells.append(f"{np.mean(gaps):.3f} ± {np.mean(errors):.3f}" if runs else "")
+            runs = [row for row in here if row["model"] == model and row["n_train"] == sizes[-1]]
+            seconds = f"{np.mean([r['seconds'] for r in runs]):.1f}" if runs and "oracle" not in model else ""
+            out.append(f"| {model} | {' | '.join(cells)} | {seconds} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def write_readme(path: str = CSV_PATH, readme: str = README_PATH) -> None:
+    """The README's planar results, between its ``START`` and ``END`` markers, from the CSV."""
+    with open(readme) as handle:
+        text = handle.read()
+    if START not in text or END not in text:
+        raise ValueError(f"{readme} has no {START} ... {END} section to write the planar results into")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    with open(readme, "w") as handle:
+        handle.write(f"{head}{START}\n{readme_section(read_rows(path))}{END}{tail}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[900, 20_000])
@@ -98,12 +169,20 @@ def main() -> None:
     parser.add_argument("--spline-settings", action="store_true",
                         help="instead of the families, the spline flow over SPLINE_SETTINGS")  # fmt: skip
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch's CPU threads")
+    parser.add_argument("--csv", default=None, help=f"append each run to this CSV (the README's: {CSV_PATH})")
+    parser.add_argument("--report", action="store_true", help="only write the README's planar section from --csv")
     args = parser.parse_args()
+    if args.report:
+        write_readme(args.csv or CSV_PATH)
+        return
     torch.set_num_threads(args.threads)
     models = MODELS
     if args.spline_settings:
         models = {label: spline_flow(*settings) for label, settings in SPLINE_SETTINGS.items()}
         args.models = list(models)
+    if args.csv and not os.path.exists(args.csv):
+        with open(args.csv, "w", newline="") as handle:
+            csv.writer(handle).writerow(FIELDS)
     print(f"gap on 20,000 fresh points, mean over seeds {args.seeds}; {args.threads} torch threads, "
           f"{os.cpu_count()} CPU cores")  # fmt: skip
     print(f"{'dataset':<10} {'n train':>8} {'model':<46} {'gap':>7} {'± se':>7} {'train s':>8}   per seed")
@@ -119,6 +198,9 @@ def main() -> None:
                     gaps.append(gap.gap)
                     errors.append(gap.stderr)
                     seconds.append(spent)
+                    if args.csv:
+                        with open(args.csv, "a", newline="") as handle:
+                            csv.writer(handle).writerow([name, n, seed, label, gap.gap, gap.stderr, spent])
                 per_seed = "  ".join(f"{g:.4f}" for g in gaps)
                 print(f"{name:<10} {n:>8} {label:<46} {np.mean(gaps):>7.4f} {np.mean(errors):>7.4f} "
                       f"{np.mean(seconds):>8.1f}   {per_seed}", flush=True)  # fmt: skip

@@ -100,6 +100,7 @@ import torch
 from numpy.typing import ArrayLike
 from scipy import signal
 from torch import Tensor
+from torch.nn import functional as F
 
 from utilis.networks import NetworkDensity, Standardiser, logsumexp, mlp
 from utilis.numerics import log_trapezoid, logsumexp_last, sample_from_grid
@@ -114,7 +115,7 @@ _ROWS = 512  # inputs x at once on the evaluation grid: (512, 1024) float64 temp
 _PLANE_ROWS = 32  # in the plane: (32, 257, 257) float64 temporaries, 17 MB each
 _DEFAULTS = {  # by y_dim: the spline's coefficients, and the evaluation and training grids' nodes, per axis
     1: {"n_knots": 96, "n_grid": 1000, "n_train_grid": 500},
-    2: {"n_knots": 32, "n_grid": 256, "n_train_grid": 128},
+    2: {"n_knots": 32, "n_grid": 256, "n_train_grid": 87},
 }
 
 
@@ -238,10 +239,20 @@ class EnergyModel(NetworkDensity):
         """E at z-scored y in [z_lo, z_hi]: ``c`` (n, R), ``z`` (n,) or (n, m); the shape of ``z``. In the
         plane, ``c`` (n, R, R) and ``z`` (n, 2) or (n, m, 2): the tensor-product spline
         E = sum_rs c_rs B_r(z_1) B_s(z_2), of the shape of ``z`` less its last axis."""
-        if self.y_dim == 2:
-            flat = z.reshape(len(c), -1, 2)
-            first, second = self._basis(flat[..., 0], 0), self._basis(flat[..., 1], 1)  # (n, m, R) each
-            return torch.einsum("nmr,nrs,nms->nm", first, c, second).reshape(z.shape[:-1])
+        if self.y_dim == 2:  # the 4 x 4 coefficients each point touches, gathered, weighted and summed
+            flat, r, steps = z.reshape(len(c), -1, 2), self.n_knots, torch.arange(4, device=c.device)
+            intervals, weights = [], []
+            for axis, ((lo, _), d) in enumerate(zip(self.axis_bounds, self.knot_spacings)):
+                s = (flat[..., axis] - lo) / d
+                interval = s.floor().clamp(0, r - 4)
+                intervals.append(interval.long())
+                weights.append(torch.stack(_bspline(s - interval), dim=-1))  # (n, m, 4)
+            rows = (intervals[0][..., None] + steps)[..., :, None]  # (n, m, 4, 1)
+            columns = (intervals[1][..., None] + steps)[..., None, :]  # (n, m, 1, 4)
+            picked = c.reshape(len(c), -1).gather(1, (rows * r + columns).reshape(len(c), -1))
+            picked = picked.reshape(*flat.shape[:2], 4, 4)
+            energy = (picked * weights[0][..., :, None] * weights[1][..., None, :]).sum(dim=(-2, -1))
+            return energy.reshape(z.shape[:-1])
         s = (z - self.z_bounds[0].to(z.dtype)) / self.knot_spacing
         interval = s.floor().clamp(0, self.n_knots - 4)
         columns = (interval.long().reshape(len(c), -1, 1) + torch.arange(4, device=c.device)).reshape(len(c), -1)
@@ -257,17 +268,16 @@ class EnergyModel(NetworkDensity):
         """log Z(x) in z-scored y by the rectangle rule on the training nodes z_lo + (i + (p + shift) / m) d,
         p < m = ``train_grid_per_knot``, in every knot interval i: for a uniform ``shift`` in [0, 1) an
         unbiased estimate of Z; ``shift`` = 0.5 is the midpoint rule. (n,) for ``c`` (n, R). In the plane
-        the product of the two axes' rules, a shift for each: E on the nodes is B_1 C B_2^T, with B_a
-        (G_a, R) the splines at axis a's nodes."""
+        the product of the two axes' rules, a shift for each, for ``c`` (n, R, R)."""
         m, width = self.train_grid_per_knot, self.n_knots - 3
         if self.y_dim == 2:
+            # node (i m + p, j m + q) touches c[i:i+4, j:j+4] with weights B(u_p) B(u_q)^T: a convolution of c
+            # with m^2 kernels of 4 x 4, its m^2 channels then shuffled into the (R-3) m x (R-3) m grid
             shifts = torch.as_tensor(shift, dtype=c.dtype, device=c.device).expand(2)
-            bases = []
-            for axis, (lo, _) in enumerate(self.axis_bounds):
-                steps = torch.arange(width, device=c.device, dtype=c.dtype)[:, None]
-                phases = (torch.arange(m, device=c.device, dtype=c.dtype) + shifts[axis]) / m
-                bases.append(self._basis(lo + (steps + phases).reshape(-1) * self.knot_spacings[axis], axis))
-            energy = bases[0] @ c @ bases[1].T  # (n, G_1, G_2)
+            phases = (torch.arange(m, device=c.device, dtype=c.dtype)[:, None] + shifts) / m  # (m, 2)
+            first, second = (torch.stack(_bspline(phases[:, axis]), dim=1) for axis in (0, 1))  # (m, 4) each
+            kernels = (first[:, None, :, None] * second[None, :, None, :]).reshape(m * m, 1, 4, 4)
+            energy = F.pixel_shuffle(F.conv2d(c[:, None], kernels), m)  # (n, 1, (R - 3) m, (R - 3) m)
             cell = math.prod(self.knot_spacings) / m**2
             return logsumexp(-energy.reshape(len(c), -1), dim=1) + math.log(cell)
         phases = ((torch.arange(m, device=c.device) + shift) / m).to(c.dtype)[:, None]  # (m, 1)
