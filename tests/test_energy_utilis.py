@@ -231,12 +231,12 @@ def test_the_plane_is_served_and_three_dimensions_refused():
 def test_a_short_training_in_the_plane_reaches_every_parameter_and_beats_the_start(objective):
     from generate_dataset import robot_arm
 
-    data = robot_arm(n_samples=1500, seed=0)
-    x, y, _ = data.sample(2000, seed=1)
-    model = EnergyModel(objective, n_knots=16, hidden=32, x_dim=2, y_dim=2)
+    data = robot_arm(n_samples=800, seed=0)
+    x, y, _ = data.sample(1000, seed=1)
+    model = EnergyModel(objective, n_knots=12, hidden=32, n_grid=90, x_dim=2, y_dim=2)
     model.fit(data.x_train, data.y_train, epochs=1, lr=1e-6, progress=False)  # the start: flat, about uniform
     start = bayes_gap(model, data.truth, x, y).gap
-    model.fit(data.x_train, data.y_train, epochs=15, progress=False)
+    model.fit(data.x_train, data.y_train, epochs=10, progress=False)
     assert bayes_gap(model, data.truth, x, y).gap < start - 1.0
     model.train()
     loss = getattr(model, f"{objective}_loss")(torch.tensor(x[:64]), torch.tensor(y[:64]), torch.Generator().manual_seed(0))

@@ -45,6 +45,16 @@ gap is variance, not optimisation. Measured over three seeds at 20,000 points
 likelihood, 0.0095 / 0.0131 / 0.0400 by InfoNCE with 256 counter-examples, the MDN 0.0046 / 0.0304 /
 0.0697 in the same run, its training taking about as long.
 
+In the plane (``y_dim=2``) the energy is a tensor-product spline, E(x, y) = sum_rs c_rs(x) B_r(y_1) B_s(y_2),
+R x R coefficients from the MLP (R = 32 by default: a knot every 0.18 sd of y on the robot arm), and Z(x)
+is the product trapezoidal rule on a 257 x 257 grid, B_1 C B_2^T (exact to 1e-10 nats for a quadratic
+energy whose sds are 7 and 10 steps, ``tests/test_energy_utilis.py``). The training grid has 3 nodes a
+knot interval and axis (87 x 87 with a fresh shift per axis each step), computed as a convolution of C
+with the m^2 kernels B(u_p) B(u_q)^T of 4 x 4: on the robot arm at 20,000 points (seed 0) it gave the
+gap that 5 nodes gave, 0.1017, in 130 s instead of 319 s; 48 knots with 2 nodes a knot gave 0.184. A
+point's energy gathers the 16 coefficients it touches. The cost of a grid squares with each
+dimension, so a y of more than 2 dimensions is refused.
+
 Two objectives (``objective=``):
 
 - ``"likelihood"``: the negative log-likelihood, Z(x) on a training grid of ``n_train_grid`` nodes
