@@ -103,7 +103,10 @@ MODELS = {
     "spline flow (16 bins, 2 transforms, bound 4)": spline_flow(16, 2, 4.0, 3e-3),
     "zuko NSF (default)": networks(lambda data: NeuralSplineFlow(x_dim=data.x_dim, y_dim=data.y_space.dim)),
     "best single Gaussian (oracle)": lambda data, seed: (BestSingleGaussian.for_dataset(data), 0.0),
-    "binned truth (oracle)": lambda data, seed: (BinnedTruth(data.truth, BinnedClassifier.edges_for(data.y_train), 4), 0.0),
+    "binned truth (oracle)": lambda data, seed: (
+        BinnedTruth(data.truth, BinnedClassifier.edges_for(data.y_train), 4),
+        0.0,
+    ),
 }
 
 

@@ -104,8 +104,9 @@ FACTORIES = {
     "generative-linear-unlabelled": Factory("linear", generative(), fit_unlabelled),
     "generative-sinusoid-unlabelled": Factory("sinusoid", generative(), fit_unlabelled),
     "generative-sinusoid-ensemble": Factory("sinusoid", generative(n_networks=2), fit_labelled),
-    "generative-robot-arm": Factory("robot_arm", lambda data: PlanarGenerativeModel.for_dataset(data, hidden=16),
-                                    fit_plain),  # fmt: skip
+    "generative-robot-arm": Factory(
+        "robot_arm", lambda data: PlanarGenerativeModel.for_dataset(data, hidden=16), fit_plain
+    ),
     "generative-room": Factory("room", lambda data: PlanarGenerativeModel.for_dataset(data), fit_labelled),
     "mdn-linear": Factory("linear", lambda data: MDN(n_components=5, hidden=16), fit_plain),
     "mdn-sinusoid": Factory("sinusoid", lambda data: MDN(n_components=5, hidden=16), fit_plain),

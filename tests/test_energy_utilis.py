@@ -195,8 +195,9 @@ def test_a_quadratic_energy_in_the_plane_normalises_to_the_bivariate_gaussian():
     with torch.no_grad():
         log_z = float(model._log_normaliser(model.coefficients(torch.zeros(1, dtype=torch.float64)), 0.5)[0])
     assert log_z == pytest.approx(np.log(2 * np.pi * np.sqrt(np.linalg.det(PLANE_COV))), abs=1e-9)
-    np.testing.assert_allclose(model.energy(0.0, np.array([PLANE_MEAN, [0.3, 1.2]])), [0.0, 0.5 * 0.2**2 * 0.09 / (0.09 * 0.04 - 0.03**2)],
-                               atol=1e-9)  # fmt: skip
+    precision_22 = 0.09 / (0.09 * 0.04 - 0.03**2)  # the (2, 2) entry of the inverse covariance
+    energies = model.energy(0.0, np.array([PLANE_MEAN, [0.3, 1.2]]))
+    np.testing.assert_allclose(energies, [0.0, 0.5 * 0.2**2 * precision_22], atol=1e-9)
     assert model.energy(0.0, [5.0, 0.0]) == np.inf
 
 
@@ -217,7 +218,8 @@ def test_samples_and_the_minimum_of_a_quadratic_energy_in_the_plane():
 
 
 def test_the_plane_is_served_and_three_dimensions_refused():
-    with pytest.raises(ValueError, match=re.escape("EnergyModel serves y_dim 1 or 2, got y_dim=3: it is normalised on a grid")):
+    message = "EnergyModel serves y_dim 1 or 2, got y_dim=3: it is normalised on a grid"
+    with pytest.raises(ValueError, match=re.escape(message)):
         EnergyModel(y_dim=3)
     model = EnergyModel(n_knots=8, hidden=8, x_dim=3, y_dim=2)
     assert model.net[0].in_features == 3 * 33 and model.net[-1].out_features == 64
@@ -239,7 +241,8 @@ def test_a_short_training_in_the_plane_reaches_every_parameter_and_beats_the_sta
     model.fit(data.x_train, data.y_train, epochs=10, progress=False)
     assert bayes_gap(model, data.truth, x, y).gap < start - 1.0
     model.train()
-    loss = getattr(model, f"{objective}_loss")(torch.tensor(x[:64]), torch.tensor(y[:64]), torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    loss = getattr(model, f"{objective}_loss")(torch.tensor(x[:64]), torch.tensor(y[:64]), generator)
     loss.backward()
     for name, parameter in model.named_parameters():
         assert parameter.grad is not None and torch.any(parameter.grad != 0), (objective, name)

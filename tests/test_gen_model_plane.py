@@ -47,8 +47,8 @@ def test_with_the_arms_own_factors_bayes_rule_by_quadrature_is_the_truth():
     error = model.log_prob(y, x) - data.truth.log_prob(y, x)
     assert np.abs(error).max() < 1e-3 and np.abs(error).mean() < 3e-5
     grid = np.stack(np.meshgrid(np.linspace(0.31, 1.19, 7), np.linspace(1.6, 4.7, 5), indexing="ij"), -1).reshape(-1, 2)
-    np.testing.assert_allclose(model.log_prob(grid[:, None], x[None, :20]), data.truth.log_prob(grid[:, None], x[None, :20]),
-                               rtol=0, atol=1e-3)  # fmt: skip
+    expected = data.truth.log_prob(grid[:, None], x[None, :20])
+    np.testing.assert_allclose(model.log_prob(grid[:, None], x[None, :20]), expected, rtol=0, atol=1e-3)
     draws, truths = model.sample(x[:3], 4000, seed=0), data.truth.sample(x[:3], 4000, seed=1)
     for i in range(3):  # each angle's draws beside the truth's own sampler's
         for axis in range(2):

@@ -159,7 +159,8 @@ def test_vector_hypotheses_win_by_euclidean_distance_and_read_as_diagonal_kernel
     loss, winner = hypothesis_loss(torch.as_tensor(y), torch.as_tensor(hypotheses))
     np.testing.assert_array_equal(winner, brute)
     np.testing.assert_allclose(loss, np.linalg.norm(y - means[brute], axis=1))
-    with pytest.raises(ValueError, match=r"y must be one point of shape \(2,\) or rows of shape \(m, 2\), got shape \(50, 3\)"):
+    message = r"y must be one point of shape \(2,\) or rows of shape \(m, 2\), got shape \(50, 3\)"
+    with pytest.raises(ValueError, match=message):
         model.winners(x, np.zeros((50, 3)))
     with pytest.raises(ValueError, match=r"y must hold one target per x, 50, got shape \(49, 2\)"):
         model.winners(x, y[1:])

@@ -199,3 +199,23 @@ def test_rows_from_grid_draw_as_one_grid_does():
     u = rng.random(4)
     expected = [sample_from_grid(log_density[i], nodes[i], u[i : i + 1])[0] for i in range(4)]
     np.testing.assert_allclose(sample_rows_from_grid(log_density, nodes, u), expected, rtol=1e-12)
+
+
+def test_draws_from_a_product_grid_fall_in_the_cell_of_the_node_drawn():
+    from utilis.numerics import CannotSample, sample_product_grid
+
+    axes = (np.linspace(0.0, 1.0, 5), np.linspace(0.0, 2.0, 3))  # steps 0.25 and 1.0
+    rng = np.random.default_rng(0)
+    log_mass = np.full(15, -np.inf)
+    log_mass[1 * 3 + 2] = 0.0  # node (0.25, 2.0): its cell [0.125, 0.375] x [1.5, 2.0], cut at the grid's end
+    draws = sample_product_grid(log_mass, axes, 2000, rng)
+    assert draws.shape == (2000, 2)
+    assert draws[:, 0].min() >= 0.125 and draws[:, 0].max() <= 0.375
+    assert draws[:, 1].min() >= 1.5 and draws[:, 1].max() <= 2.0
+    two = np.log(np.array([1.0, 3.0]))  # two nodes, a quarter and three quarters of the mass
+    log_mass = np.full(15, -np.inf)
+    log_mass[[0, 14]] = two
+    share = np.mean(sample_product_grid(log_mass, axes, 20_000, rng)[:, 0] > 0.5)
+    assert abs(share - 0.75) < 4 * np.sqrt(0.75 * 0.25 / 20_000)
+    with pytest.raises(CannotSample, match="cannot sample"):
+        sample_product_grid(np.full(15, -np.inf), axes, 3, rng)

@@ -164,7 +164,8 @@ class _Shifted(CheckedDensity):
         return stats.norm.logpdf(y[..., 0], x, 0.3) + stats.norm.logpdf(y[..., 1], -x / 2, 0.5)
 
     def _sample(self, x, n, rng):
-        return np.stack([x + 0.3 * rng.standard_normal((n, len(x))), -x / 2 + 0.5 * rng.standard_normal((n, len(x)))], -1)
+        first = x + 0.3 * rng.standard_normal((n, len(x)))
+        return np.stack([first, -x / 2 + 0.5 * rng.standard_normal((n, len(x)))], -1)
 
 
 def test_binned_truth_in_the_plane_has_the_truths_mass_in_each_cell():
@@ -215,7 +216,8 @@ def test_edges_for_are_the_edges_a_fit_sets(data):
         np.testing.assert_array_equal(axis_edges, BinnedClassifier.edges_for(arm.y_train[:, axis], 12))
     cells = planar.cells(arm.y_train)  # each training point's cell, in C order, against a brute-force search
     brute = [
-        12 * int(np.searchsorted(planar.bin_edges[0], a, "right") - 1) + int(np.searchsorted(planar.bin_edges[1], b, "right") - 1)
+        12 * int(np.searchsorted(planar.bin_edges[0], a, "right") - 1)
+        + int(np.searchsorted(planar.bin_edges[1], b, "right") - 1)
         for a, b in arm.y_train
     ]
     np.testing.assert_array_equal(cells, brute)

@@ -181,7 +181,8 @@ class BinnedClassifier(_SingleNetwork, HistogramDensity):
     training_defaults = TrainingSettings(lr=5e-3, batch_size=None, epochs=100, patience=20)
 
     def _description(self) -> str:
-        return f"softmax over {self.n_bins} bins" + ("" if self.y_dim == 1 else f" a side ({self.n_bins**self.y_dim} cells)")
+        cells = "" if self.y_dim == 1 else f" a side ({self.n_bins**self.y_dim} cells)"
+        return f"softmax over {self.n_bins} bins{cells}"
 
     def _initialise(self, x: np.ndarray, y: np.ndarray) -> None:
         """The bins: ``n_bins`` equal ones over the training y widened by ``margin`` of its range on each side."""

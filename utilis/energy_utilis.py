@@ -113,7 +113,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from utilis.networks import NetworkDensity, Standardiser, logsumexp, mlp
-from utilis.numerics import log_trapezoid, logsumexp_last, sample_from_grid
+from utilis.numerics import log_trapezoid, logsumexp_last, sample_from_grid, sample_product_grid
 from utilis.protocol import broadcast_query, check_count, check_inputs, check_positive
 from utilis.spaces import Euclidean
 from utilis.training import TrainingSettings
@@ -449,7 +449,8 @@ class EnergyModel(NetworkDensity):
     def _energy_in_plane(self, y: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         bounds = np.array(self.y_bounds)  # (2, 2)
         inside = np.all((y >= bounds[:, 0]) & (y <= bounds[:, 1]), axis=-1)
-        z = (np.where(inside[..., None], y, bounds[:, 0]) - self.scaling.y_mean.cpu().numpy()) / self.scaling.y_sd.cpu().numpy()
+        mean, sd = self.scaling.y_mean.cpu().numpy(), self.scaling.y_sd.cpu().numpy()
+        z = (np.where(inside[..., None], y, bounds[:, 0]) - mean) / sd
         first, second = (self._basis(torch.as_tensor(np.array(z[..., a])), a).numpy() for a in (0, 1))
         return np.einsum("...r,...rs,...s->...", first, c, second), inside
 
@@ -473,19 +474,11 @@ class EnergyModel(NetworkDensity):
         (the half step around it, within the box): draws from the piecewise-constant density that the
         product trapezoidal rule integrates, exact to within half a grid step."""
         axes, log_weights = self.grid(), self._log_grid_weights()
-        size = log_weights.shape[1]
         out = np.empty((n, len(x), 2))
         for start in range(0, len(x), _PLANE_ROWS):
             logits = (log_weights - self._grid_energies(c[start : start + _PLANE_ROWS])).reshape(-1, log_weights.size)
             for i, row in enumerate(logits, start):
-                cumulative = np.cumsum(np.exp(row - row.max()))
-                picked = np.minimum(np.searchsorted(cumulative, rng.random(n) * cumulative[-1], side="right"), len(row) - 1)
-                for axis, index in enumerate((picked // size, picked % size)):
-                    nodes = axes[axis]
-                    half = 0.5 * (nodes[1] - nodes[0])
-                    low = np.maximum(nodes[index] - half, nodes[0])
-                    high = np.minimum(nodes[index] + half, nodes[-1])
-                    out[:, i, axis] = low + rng.random(n) * (high - low)
+                out[:, i] = sample_product_grid(row, axes, n, rng)
         return out
 
     # ---- inference: the minima ------------------------------------------------------------------

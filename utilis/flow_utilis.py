@@ -784,9 +784,9 @@ class FlowMatching(_FlowModel):
 class NeuralSplineFlow(NetworkDensity):
     """zuko's conditional neural spline flow (``zuko.flows.NSF``) over a y in R^d given x in R^(d_x), for
     d >= 2: ``transforms`` autoregressive layers of monotonic rational-quadratic splines with ``bins``
-    bins on [-``bound``, ``bound``] (the identity beyond), their parameters from masked MLPs of ``hidden`` units that also see x (Durkan et
-    al. 2019; Papamakarios et al. 2017). The defaults are zuko's own: this is the public reference the
-    planar families are measured against.
+    bins on [-``bound``, ``bound``] (the identity beyond), their parameters from masked MLPs of ``hidden``
+    units that also see x (Durkan et al. 2019; Papamakarios et al. 2017). The defaults are zuko's own:
+    this is the public reference the planar families are measured against.
 
     Settings chosen for the plane by measurement (``python benchmarks/bench_plane.py --spline-settings`` on
     seed 0 at 900 points, then the two best over three seeds at 20,000): 16 bins, 2 transforms, a bound of 4,

@@ -29,7 +29,8 @@ p(c | x) by :func:`utilis.numerics.log_isotropic_posterior` (finite however far 
 robot arm p(x) = integral of p(y) p(x | y) dy is a 2-D integral, done by the product trapezoidal rule
 over the box (:meth:`PlanarGenerativeModel.quadrature_axes`), its end weights corrected to be exact
 for cubics (p(x | y) is cut at the box's edges, where the plain rule's error is h^2 / 12 of the slope),
-each tail's mass L / n added to the end node's weight (the tails are far narrower than a step, where p(x | y) is flat). The step along
+each tail's mass L / n added to the end node's weight (the tails are far narrower than a step, where p(x | y)
+is flat). The step along
 axis a is the narrowest width of p(x | y) as a function of y_a over the box, min s(y) / |d m / d y_a|,
 divided by ``quadrature_oversample`` (2), with at least 128 intervals an axis. With the arm's own
 forward map and noise in place of the network, this rule gives the truth's log p(y | x) (whose
@@ -58,7 +59,14 @@ from torch.nn import functional as F
 
 from utilis.gen_model_utilis import _log_cell_density, _sample_cells
 from utilis.networks import NetworkDensity, Standardiser, check_fit_rows, mlp
-from utilis.numerics import LOG_SQRT_2PI, CannotSample, log_isotropic_posterior, logsumexp_last, sample_categorical
+from utilis.numerics import (
+    LOG_SQRT_2PI,
+    CannotSample,
+    log_isotropic_posterior,
+    logsumexp_last,
+    sample_categorical,
+    sample_product_grid,
+)
 from utilis.protocol import check_count, check_positive
 from utilis.spaces import Euclidean
 from utilis.training import History, TrainingSettings, train
@@ -202,7 +210,9 @@ class PlanarGenerativeModel(NetworkDensity):
         return self.x_parents == "c"
 
     # ---- fitting --------------------------------------------------------------------------------
-    def fit(self, x: ArrayLike, y: ArrayLike, c: ArrayLike | None = None, *, seed: int | None = 0, **train_kwargs) -> History:
+    def fit(
+        self, x: ArrayLike, y: ArrayLike, c: ArrayLike | None = None, *, seed: int | None = 0, **train_kwargs
+    ) -> History:
         """Fit to training points (x (n, x_dim), y (n, 2)) and, for x_parents "c", their labels c (n,).
 
         x_parents "y": p(y)'s box in closed form, the network for p(x | y) by the shared training loop
@@ -274,8 +284,8 @@ class PlanarGenerativeModel(NetworkDensity):
 
     def quadrature_axes(self) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
         """The nodes along each axis of the box and their log weights (trapezoidal over [a, b] with Gregory's
-        end corrections, a tail's mass L / n added at each end), divided by the box's mass: the product of the two rules integrates
-        p(y) f(y) for an f smooth on the scale of a step."""
+        end corrections, a tail's mass L / n added at each end), divided by the box's mass: the product of the
+        two rules integrates p(y) f(y) for an f smooth on the scale of a step."""
         self._check_ready()
         if self._quadrature is None:
             boxes = self.cells[:, 0]  # (2, 5): a, b, -, -, n along each axis
@@ -285,7 +295,8 @@ class PlanarGenerativeModel(NetworkDensity):
             for axis, (a, b, _, _, n) in enumerate(boxes):
                 slope = np.sqrt((np.gradient(mean, pilot_axes[axis], axis=axis) ** 2).sum(axis=-1))  # |d m / d y_a|
                 width = np.min(sd.min(axis=-1) / np.maximum(slope, 1e-12))
-                count = int(np.clip(np.ceil((b - a) / width * self.quadrature_oversample), self.min_nodes, self.max_nodes))
+                count = np.ceil((b - a) / width * self.quadrature_oversample)
+                count = int(np.clip(count, self.min_nodes, self.max_nodes))
                 nodes = np.linspace(a, b, count + 1)
                 weights = np.full(len(nodes), (b - a) / count)
                 weights[:3] *= _GREGORY
@@ -318,7 +329,8 @@ class PlanarGenerativeModel(NetworkDensity):
     # ---- the protocol ---------------------------------------------------------------------------
     def _given_x(self, x):
         if self.x_parents == "c":  # log p(c | x), exact however far x lies
-            return (log_isotropic_posterior(x, self.log_pc.cpu().numpy(), self.x_means.cpu().numpy(), float(self.x_sd)),)
+            log_pc, means = self.log_pc.cpu().numpy(), self.x_means.cpu().numpy()
+            return (log_isotropic_posterior(x, log_pc, means, float(self.x_sd)),)
         params = self._node_params()
         rows = max(1, _ELEMENTS // len(params[1]))
         log_px = np.concatenate(
@@ -340,16 +352,11 @@ class PlanarGenerativeModel(NetworkDensity):
             c = sample_categorical(given, n, rng)  # (n, m)
             return np.stack([_sample_cells(cells[axis], c, rng) for axis in range(2)], axis=-1)
         params = self._node_params()
-        (first, _), (second, _) = self.quadrature_axes()
+        axes = tuple(nodes for nodes, _ in self.quadrature_axes())
         out = np.empty((n, len(x), 2))
         for i in range(len(x)):
-            row = self._log_joint_nodes(x[i : i + 1], params)[0]
-            if not np.isfinite(row.max()):
-                raise CannotSample(f"cannot sample: p(x, y) underflows at every quadrature node for x = {x[i]}")
-            cumulative = np.cumsum(np.exp(row - row.max()))
-            picked = np.minimum(np.searchsorted(cumulative, rng.random(n) * cumulative[-1], side="right"), len(row) - 1)
-            for axis, (nodes, index) in enumerate(((first, picked // len(second)), (second, picked % len(second)))):
-                half = 0.5 * (nodes[1] - nodes[0])
-                low, high = np.maximum(nodes[index] - half, nodes[0]), np.minimum(nodes[index] + half, nodes[-1])
-                out[:, i, axis] = low + rng.random(n) * (high - low)
+            try:
+                out[:, i] = sample_product_grid(self._log_joint_nodes(x[i : i + 1], params)[0], axes, n, rng)
+            except CannotSample as error:
+                raise CannotSample(f"{error}: p(x, y) underflows at every quadrature node for x = {x[i]}") from error
         return out

@@ -304,7 +304,8 @@ def sample_histogram(
     log_weights: np.ndarray, edges: np.ndarray | tuple[np.ndarray, ...], n: int, rng: np.random.Generator
 ) -> np.ndarray:
     """n draws per row of a mixture of uniforms over bins: a bin from the weights (m, B), then uniformly in it.
-    (n, m) for ``edges`` (B + 1,); (n, m, d) for a tuple of d edges, the cells numbered as :func:`log_histogram` does."""
+    (n, m) for ``edges`` (B + 1,); (n, m, d) for a tuple of d edges, the cells numbered as
+    :func:`log_histogram` does."""
     bins = sample_categorical(log_weights, n, rng)  # (n, m)
     if isinstance(edges, np.ndarray):
         return edges[bins] + rng.random(bins.shape) * np.diff(edges)[bins]
@@ -312,6 +313,27 @@ def sample_histogram(
     per_axis = [b.reshape(bins.shape) for b in np.unravel_index(bins.ravel(), tuple(len(e) - 1 for e in edges))]
     u = rng.random((*bins.shape, len(edges)))
     return np.stack([e[b] + u[..., i] * np.diff(e)[b] for i, (e, b) in enumerate(zip(edges, per_axis))], axis=-1)
+
+
+def sample_product_grid(
+    log_mass: ArrayLike, axes: tuple[np.ndarray, ...], n: int, rng: np.random.Generator
+) -> np.ndarray:
+    """n draws from unnormalised log masses on the nodes of a product grid (its ``axes``, the nodes in C
+    order): a node by its mass, then a uniform point in its cell (the half step around it, within the
+    grid's ends). Shape (n, d)."""
+    log_mass = np.asarray(log_mass, dtype=np.float64)
+    peak = log_mass.max()
+    if not np.isfinite(peak):
+        raise CannotSample("cannot sample: the density is 0 (or underflows) at every node of the grid")
+    cumulative = np.cumsum(np.exp(log_mass - peak))
+    picked = np.searchsorted(cumulative, rng.random(n) * cumulative[-1], side="right")
+    index = np.unravel_index(np.minimum(picked, len(log_mass) - 1), tuple(len(nodes) for nodes in axes))
+    out = []
+    for nodes, i in zip(axes, index):
+        half = 0.5 * (nodes[1] - nodes[0])
+        low, high = np.maximum(nodes[i] - half, nodes[0]), np.minimum(nodes[i] + half, nodes[-1])
+        out.append(low + rng.random(n) * (high - low))
+    return np.stack(out, axis=-1)
 
 
 def sample_from_grid(log_density: ArrayLike, nodes: np.ndarray, u: np.ndarray) -> np.ndarray:

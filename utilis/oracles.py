@@ -183,7 +183,9 @@ class BinnedTruth(HistogramDensity):
         if dim == 2 and (isinstance(edges, np.ndarray) or len(edges) != 2):
             raise ValueError(f"edges must be a pair of per-axis edges for a truth over the plane, got {edges!r:.80}")
         if dim == 1 and isinstance(edges, tuple):
-            raise ValueError(f"edges must be one array (B + 1,) for a truth over a scalar y, got a tuple of {len(edges)}")
+            raise ValueError(
+                f"edges must be one array (B + 1,) for a truth over a scalar y, got a tuple of {len(edges)}"
+            )
         per_axis = [check_grid(e, "edges") for e in (edges if dim == 2 else [edges])]
         for axis_edges in per_axis:
             if len(axis_edges) < 2:
