@@ -8,6 +8,7 @@ from scipy import stats
 from generate_dataset import DATASETS, SCALAR_DATASETS
 from utilis.metrics import (
     bayes_gap,
+    bayes_gaps,
     best_of_k_error,
     calibration_ranks,
     kl_divergence,
@@ -48,6 +49,34 @@ def test_gap_estimates_the_closed_form_kl():
     expected = gaussian_kl(0.0, 0.5, 0.3, 0.8)
     assert abs(gap.gap - expected) < 4 * gap.stderr
     assert gap.stderr < 0.01
+
+
+class CountingConditional(GaussianConditional):
+    """A Gaussian conditional that counts the calls to its log_prob."""
+
+    calls = 0
+
+    def log_prob(self, y, x):
+        self.calls += 1
+        return super().log_prob(y, x)
+
+
+def test_gaps_of_many_models_ask_the_truth_once():
+    truth = CountingConditional(1.0, 0.0, 0.5)
+    models = {"near": GaussianConditional(1.0, 0.1, 0.5), ("far", 2): GaussianConditional(1.0, 1.0, 2.0)}
+    x = np.random.default_rng(0).normal(size=2_000)
+    y = truth.sample(x, 1, seed=1)[0]
+    gaps = bayes_gaps(models, truth, x, y)
+    assert truth.calls == 1 and list(gaps) == list(models)
+    for name, model in models.items():
+        assert gaps[name] == bayes_gap(model, truth, x, y)
+    assert gaps["near"].gap == pytest.approx(gaussian_kl(0.0, 0.5, 0.1, 0.5), abs=4 * gaps["near"].stderr)
+    assert bayes_gaps(models, truth, x, y, n_jobs=2) == gaps  # the densities asked in worker processes
+    assert bayes_gaps({}, truth, x, y) == {}
+    with pytest.raises(ValueError, match="n_jobs must be an integer >= 1, or -1"):
+        bayes_gaps(models, truth, x, y, n_jobs=0)
+    with pytest.raises(ValueError, match=r"models\['bad'\] must be a conditional density"):
+        bayes_gaps({"near": models["near"], "bad": object()}, truth, x, y)
 
 
 def test_kl_on_grid_matches_closed_form():

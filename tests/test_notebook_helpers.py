@@ -94,3 +94,40 @@ def test_training_curve():
     np.testing.assert_array_equal(val.get_ydata(), history.val_loss)
     assert list(kept.get_xdata()) == [2, 2] and "epoch 2" in kept.get_label()
     assert ax.get_title() == "a fit" and ax.get_xlabel() == "epoch"
+
+
+def test_fit_all_fits_in_workers_as_in_this_process(datasets):
+    """Fits in joblib's workers give the same weights as here: the same log-densities to the last bit."""
+    from utilis.baselines import GaussianRegression
+    from utilis.mdn_utilis import MDN
+
+    linear = datasets[0]
+
+    def recipe(build):
+        def fit():
+            model = build()
+            model.fit(linear.x_train, linear.y_train, seed=SEED, progress=False, epochs=3)
+            return model
+
+        return fit
+
+    recipes = {"MDN": recipe(lambda: MDN(n_components=2)), ("MSE", 1): recipe(GaussianRegression)}
+    models, seconds = notebook.fit_all(recipes, n_jobs=2)
+    here, _ = notebook.fit_all(recipes, n_jobs=1)
+    assert list(models) == list(seconds) == list(recipes)
+    assert all(0 < s < 60 for s in seconds.values())
+    y, x = np.linspace(-3, 3, 7), np.full(7, 0.2)
+    for key in recipes:
+        assert bool(models[key].fitted)
+        np.testing.assert_array_equal(models[key].log_prob(y, x), here[key].log_prob(y, x))
+    assert notebook.fit_all({}) == ({}, {})
+
+
+def test_fit_all_refuses_what_it_cannot_run():
+    for bad in (0, -2, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="n_jobs must be an integer >= 1, or -1"):
+            notebook.fit_all({"a": lambda: None}, n_jobs=bad)
+    with pytest.raises(ValueError, match=r"recipes\['a'\] must be a function of no arguments"):
+        notebook.fit_all({"a": 3})
+    with pytest.raises(ZeroDivisionError):  # a recipe's error reaches the caller
+        notebook.fit_all({"a": lambda: 1 / 0}, n_jobs=1)

@@ -20,9 +20,12 @@ which the output space offers on the line and in the plane (:mod:`utilis.spaces`
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
+from joblib import Parallel, delayed
 from numpy.typing import ArrayLike
 from scipy import integrate
 
@@ -32,6 +35,7 @@ from utilis.protocol import (
     as_generator,
     check_count,
     check_inputs,
+    check_jobs,
     check_positive,
     finite_array,
     require_density,
@@ -41,10 +45,13 @@ from utilis.protocol import (
 )
 from utilis.spaces import EUCLIDEAN_LINE, Grid, OutputSpace
 
+K = TypeVar("K")
+
 __all__ = [
     "Gap",
     "ModeScores",
     "bayes_gap",
+    "bayes_gaps",
     "best_of_k_error",
     "calibration_ranks",
     "fresh_seed",
@@ -113,15 +120,44 @@ def bayes_gap(model: ConditionalDensity, truth: ConditionalDensity, x: ArrayLike
     of the noise that the two NLLs carry on their own. In any dimension: x of shape (n,) or (n, d_x),
     y of shape (n,) or (n, d_y), as the two densities (which must agree) declare.
     """
-    require_density(model, "model"), require_density(truth, "truth")
-    same_dimensions(model, truth)
+    return _gaps({"model": model}, truth, x, y, label=str)["model"]
+
+
+def bayes_gaps(
+    models: Mapping[K, ConditionalDensity], truth: ConditionalDensity, x: ArrayLike, y: ArrayLike, n_jobs: int = 1
+) -> dict[K, Gap]:
+    """:func:`bayes_gap` of each model on the same points, the truth's log-density computed once.
+
+    The truth is the dearer density on some datasets (the robot arm's sums over its inverse solutions
+    and integrates p(x)), so a table of many models on one test set asks it once. ``n_jobs`` other than 1
+    computes each density's log-likelihoods in joblib's worker processes (-1: one a usable core); the
+    gaps are the same.
+    """
+    return _gaps(models, truth, x, y, label=lambda name: f"models[{name!r}]", n_jobs=n_jobs)
+
+
+def _gaps(models: Mapping[K, ConditionalDensity], truth, x, y, label: Callable[[K], str], n_jobs=1) -> dict[K, Gap]:
+    n_jobs = check_jobs(n_jobs)
+    for name, model in models.items():
+        require_density(model, label(name))
+    require_density(truth, "truth")
+    for name, model in models.items():
+        same_dimensions(model, truth, (label(name), "truth"))
     x, y = _points_of(truth, x, y)
-    log_q = _log_likelihoods(model, x, y, "model")
-    log_p = _log_likelihoods(truth, x, y, "truth")
+    asked = [(truth, "truth"), *((model, label(name)) for name, model in models.items())]
+    if n_jobs == 1:
+        log_p, *log_q = (_log_likelihoods(density, x, y, name) for density, name in asked)
+    else:
+        each = Parallel(n_jobs=n_jobs, batch_size=1)(delayed(_log_likelihoods)(d, x, y, name) for d, name in asked)
+        log_p, *log_q = each
+    return {name: _gap(log_q_i, log_p) for name, log_q_i in zip(models, log_q)}
+
+
+def _gap(log_q: np.ndarray, log_p: np.ndarray) -> Gap:
     difference = log_p - log_q
     if not np.all(np.isfinite(difference)):  # the model gives some point density 0: an infinite gap
         return Gap(float(difference.mean()), float("inf"), float(-log_q.mean()), float(-log_p.mean()))
-    stderr = float(difference.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
+    stderr = float(difference.std(ddof=1) / np.sqrt(len(log_p))) if len(log_p) > 1 else float("nan")
     return Gap(float(difference.mean()), stderr, float(-log_q.mean()), float(-log_p.mean()))
 
 

@@ -78,6 +78,7 @@ __all__ = [
     "broadcast_query",
     "check_count",
     "check_inputs",
+    "check_jobs",
     "check_positive",
     "finite_array",
     "require_density",
@@ -179,6 +180,13 @@ def check_count(value: object, name: str, minimum: int = 1) -> int:
         raise ValueError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_jobs(value: object, name: str = "n_jobs") -> int:
+    """``value`` as joblib's count of worker processes: an ``int`` >= 1, or -1 for one a usable core."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not (value >= 1 or value == -1):
+        raise ValueError(f"{name} must be an integer >= 1, or -1 for one process a core, got {value!r}")
     return int(value)
 
 
