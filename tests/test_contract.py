@@ -29,6 +29,7 @@ from generate_dataset import DATASETS, SCALAR_DATASETS
 from utilis.baselines import BinnedClassifier, GaussianRegression
 from utilis.classical import ConditionalKDE, GaussianMixtureRegression
 from utilis.density import log_conditional_grid, log_joint_grid, log_prob_on_grid
+from utilis.embedding_energy import EmbeddingEnergy
 from utilis.energy_utilis import EnergyModel
 from utilis.flow_utilis import FlowMatching, NeuralSplineFlow, SplineFlow
 from utilis.gen_model_plane import PlanarGenerativeModel
@@ -157,6 +158,13 @@ FACTORIES = {
     "energy-infonce-room": Factory(
         "room", lambda data: EnergyModel("infonce", n_knots=12, hidden=16, x_dim=data.x_dim, y_dim=2), fit_plain,
         plane_grid=box_grid,
+    ),
+    "embedding-energy-sinusoid": Factory("sinusoid", lambda data: EmbeddingEnergy(hidden=16), fit_plain),
+    "embedding-energy-robot-arm": Factory(
+        "robot_arm", lambda data: EmbeddingEnergy(hidden=16, x_dim=2, y_dim=2), fit_plain, plane_grid=box_grid
+    ),
+    "embedding-energy-room": Factory(
+        "room", lambda data: EmbeddingEnergy(hidden=16, x_dim=data.x_dim, y_dim=2), fit_plain, plane_grid=box_grid
     ),
     "oracle-gaussian-sinusoid": Factory("sinusoid", lambda data: BestSingleGaussian.for_dataset(data)),
     "oracle-gaussian-camera": Factory("camera", lambda data: BestSingleGaussian.for_dataset(data)),

@@ -178,7 +178,7 @@ class EnergyModel(NetworkDensity):
             raise ValueError(
                 f"EnergyModel serves y_dim 1 or 2, got y_dim={y_dim}: it is normalised on a grid of n_grid^y_dim "
                 f"nodes for every x (256^{y_dim} = {256**y_dim:,} for y_dim={y_dim}) and its spline has "
-                f"n_knots^y_dim coefficients"
+                f"n_knots^y_dim coefficients; utilis.embedding_energy.EmbeddingEnergy serves any y_dim"
             )
         self.y_space = Euclidean(y_dim)
         defaults = _DEFAULTS[y_dim]
