@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from generate_dataset import DATASETS
 from utilis.baselines import BinnedClassifier, GaussianRegression
 from utilis.classical import ConditionalKDE, GaussianMixtureRegression
+from utilis.embedding_energy import EmbeddingEnergy
 from utilis.energy_utilis import EnergyModel
 from utilis.flow_utilis import FlowMatching, NeuralSplineFlow
 from utilis.gen_model_plane import PlanarGenerativeModel
@@ -96,6 +97,9 @@ MODELS = {
     "hypotheses (two-stage)": networks(lambda data: MultipleHypotheses(x_dim=data.x_dim, y_dim=data.y_space.dim)),
     "energy (likelihood)": networks(lambda data: EnergyModel(x_dim=data.x_dim, y_dim=data.y_space.dim)),
     "energy (InfoNCE)": networks(lambda data: EnergyModel("infonce", x_dim=data.x_dim, y_dim=data.y_space.dim)),
+    "energy, embeddings (InfoNCE)": networks(
+        lambda data: EmbeddingEnergy(x_dim=data.x_dim, y_dim=data.y_space.dim)
+    ),
     "MSE regression": networks(lambda data: GaussianRegression(x_dim=data.x_dim, y_dim=data.y_space.dim)),
     "bins (histogram)": networks(lambda data: BinnedClassifier(x_dim=data.x_dim, y_dim=data.y_space.dim)),
     "GMR": classical(lambda data: GaussianMixtureRegression()),
