@@ -90,6 +90,7 @@ def registry() -> dict[str, Entry]:
     """Every model of the repository, by the name the tables show. Imports here, so a worker pays for them."""
     from utilis.baselines import BinnedClassifier, GaussianRegression
     from utilis.classical import ConditionalKDE, GaussianMixtureRegression
+    from utilis.embedding_energy import EmbeddingEnergy
     from utilis.energy_utilis import EnergyModel
     from utilis.flow_utilis import FlowMatching, SplineFlow
     from utilis.gen_model_utilis import GenerativeModel
@@ -105,6 +106,7 @@ def registry() -> dict[str, Entry]:
         "hypotheses": Entry(lambda data: MultipleHypotheses(), _plain),
         "energy": Entry(lambda data: EnergyModel(), _plain),
         "energy (InfoNCE)": Entry(lambda data: EnergyModel("infonce"), _plain),
+        "energy, embeddings": Entry(lambda data: EmbeddingEnergy(), _plain),
         "GMR": Entry(lambda data: GaussianMixtureRegression(), _classical),
         "KDE": Entry(lambda data: ConditionalKDE(), _classical),
         "MSE regression": Entry(lambda data: GaussianRegression(), _plain),
@@ -115,8 +117,9 @@ def registry() -> dict[str, Entry]:
 
 
 MODEL_NAMES = (
-    "generative", "MDN", "spline flow", "flow matching", "hypotheses", "energy", "energy (InfoNCE)", "GMR", "KDE",
-    "MSE regression", "bins", "oracle: best single Gaussian", "oracle: binned truth",
+    "generative", "MDN", "spline flow", "flow matching", "hypotheses", "energy", "energy (InfoNCE)",
+    "energy, embeddings", "GMR", "KDE", "MSE regression", "bins", "oracle: best single Gaussian",
+    "oracle: binned truth",
 )  # fmt: skip
 
 
