@@ -37,9 +37,10 @@ nodes as dense as the narrowest peak the energy makes (``tests/test_embedding_en
 with the product trapezoidal rule in 1 to 3 dimensions).
 
 **Sampling** (rejection, exact): proposals uniform over the box, each accepted with probability
-e^{-E - log M(x)}, log M(x) the largest -E over the normaliser's nodes plus half a nat. Where a proposal
-rises above M, M is raised and the draws for that x start again, so that every draw comes from the
-density itself. The acceptance rate is Z / (|B| M): about one in 1.6 |B| p_max.
+e^{-E - log M(x)}, log M(x) half a nat above the largest -E found: on the normaliser's nodes, then by
+climbing (Adam on -E) from the best of them, since a narrow peak's top lies between nodes. Where a
+proposal rises above M, M is raised and the draws for that x start again, so that every draw comes from
+the density itself. The acceptance rate is Z / (|B| M): about one in 1.6 |B| p_max.
 
 Settings, measured on the planar datasets (seed 0; gap on 20,000 fresh points, training seconds on 2
 cores): at 20,000 points, 30 / 50 / 100 epochs from a step of 3e-3 gave 0.045 / 0.043 / 0.048 on the
@@ -260,8 +261,9 @@ class EmbeddingEnergy(NetworkDensity):
         return self.embed_y(self._uniform_in_box(torch.as_tensor(u, device=self.device))).double()
 
     @torch.no_grad()
-    def _given_x(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(φ(x), 1) (m, k + 1), log Z(x) in z-scored y (m,), and the largest score on the nodes (m,).
+    def _given_x(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(φ(x), 1) (m, k + 1), log Z(x) in z-scored y (m,), the largest score on the nodes (m,) and the node
+        where it lies (m, d) in [0, 1)^d.
 
         The nodes are taken in blocks (ψ of a block computed once for every x), each block's log-sum-exp
         added to the running one, so that memory stays bounded whatever N is."""
@@ -269,6 +271,7 @@ class EmbeddingEnergy(NetworkDensity):
         log_z = torch.full((len(phi),), -math.inf, dtype=phi.dtype, device=phi.device)
         top = log_z.clone()
         nodes = self.nodes
+        where = np.zeros((len(phi), self.y_dim))
         for first in range(0, len(nodes), _NODE_BLOCK):
             psi = self._psi(nodes[first : first + _NODE_BLOCK])
             rows = max(1, _BLOCK // len(psi))
@@ -276,9 +279,12 @@ class EmbeddingEnergy(NetworkDensity):
                 scores = phi[start : start + rows] @ psi.T  # (rows, block)
                 part = slice(start, start + rows)
                 log_z[part] = torch.logaddexp(log_z[part], logsumexp(scores, dim=1))
-                top[part] = torch.maximum(top[part], scores.max(dim=1).values)
+                best, index = scores.max(dim=1)
+                higher = (best > top[part]).cpu().numpy()
+                where[part][higher] = nodes[first + index.cpu().numpy()[higher]]
+                top[part] = torch.maximum(top[part], best)
         log_z = log_z - math.log(len(nodes)) + self._log_volume()
-        return phi.cpu().numpy(), log_z.cpu().numpy(), top.cpu().numpy()
+        return phi.cpu().numpy(), log_z.cpu().numpy(), top.cpu().numpy(), where
 
     @torch.no_grad()
     def _scores(self, z: np.ndarray, phi: np.ndarray) -> np.ndarray:
@@ -287,7 +293,7 @@ class EmbeddingEnergy(NetworkDensity):
         psi = psi.cpu().numpy().reshape(*z.shape[:-1], -1)
         return np.einsum("...k,...k->...", psi, phi)
 
-    def _log_prob(self, y: np.ndarray, x: np.ndarray, phi: np.ndarray, log_z: np.ndarray, top) -> np.ndarray:
+    def _log_prob(self, y: np.ndarray, x: np.ndarray, phi: np.ndarray, log_z: np.ndarray, *_) -> np.ndarray:
         y = y.reshape(*y.shape, 1) if self.y_dim == 1 else y
         mean, sd = self.scaling.y_mean.cpu().numpy().reshape(-1), self.scaling.y_sd.cpu().numpy().reshape(-1)
         bounds = self.z_bounds.cpu().numpy()
@@ -297,10 +303,11 @@ class EmbeddingEnergy(NetworkDensity):
         scores = self._scores(np.where(inside[..., None], z, bounds[:, 0]), phi)
         return np.where(inside, scores - log_z - np.log(sd).sum(), -np.inf)
 
-    def _sample(self, x: np.ndarray, n: int, rng: np.random.Generator, phi, log_z, top) -> np.ndarray:
-        """Rejection from the box, every input's proposals in one pass of ψ a round (each input its own)."""
+    def _sample(self, x: np.ndarray, n: int, rng: np.random.Generator, phi, log_z, top, where) -> np.ndarray:
+        """Rejection from the box, every input's proposals in one pass of ψ a round (each input its own); the
+        bound starts from the highest score found by climbing from the best node."""
         m, log_volume = len(x), self._log_volume()
-        log_bound = top + ENVELOPE_MARGIN
+        log_bound = np.maximum(top, self._climb(phi, where)) + ENVELOPE_MARGIN
         draws: list[list[np.ndarray]] = [[] for _ in range(m)]
         got, proposed = np.zeros(m, dtype=np.int64), np.zeros(m, dtype=np.int64)
         pending = np.arange(m)
@@ -320,6 +327,25 @@ class EmbeddingEnergy(NetworkDensity):
         mean, sd = self.scaling.y_mean.cpu().numpy().reshape(-1), self.scaling.y_sd.cpu().numpy().reshape(-1)
         out = mean + sd * self._box_z(u)
         return out if self.y_dim > 1 else out[..., 0]
+
+    def _climb(self, phi: np.ndarray, start: np.ndarray, steps: int = 50) -> np.ndarray:
+        """The score after ``steps`` of Adam uphill from ``start`` (m, d) in [0, 1)^d, held inside the box,
+        for each input: a peak's top lies between nodes, up to r^2 / 2 s^2 above the nearest one, and a bound
+        below it would be raised and the draws begun again, once for each rise a round finds."""
+        phi_t = torch.as_tensor(phi, device=self.device)
+        u = torch.as_tensor(start, device=self.device).clone().requires_grad_(True)
+        optimiser = torch.optim.Adam([u], lr=1.0 / self.n_nodes ** (1.0 / self.y_dim))
+        best = torch.full((len(phi),), -math.inf, dtype=phi_t.dtype, device=self.device)
+        for _ in range(steps):
+            with torch.enable_grad():
+                score = (phi_t * self.embed_y(self._uniform_in_box(u)).double()).sum(dim=1)
+                best = torch.maximum(best, score.detach())
+                optimiser.zero_grad()
+                (-score.sum()).backward()
+            optimiser.step()
+            with torch.no_grad():
+                u.clamp_(0.0, 1.0)
+        return best.cpu().numpy()
 
     def _propose(self, inputs, counts, phi, log_bound, draws, got, proposed, rng) -> None:
         """One round for ``inputs``: ``counts`` uniform proposals each, accepted with e^{score - log M}. An
