@@ -167,7 +167,7 @@ def learning_curves(rows: list[dict], dataset: str, metric: str = "gap") -> dict
 FAMILIES = {
     "mixtures": ("generative", "GMR", "MDN"),
     "flows": ("spline flow", "flow matching"),
-    "energy models": ("energy", "energy (InfoNCE)"),
+    "energy models": ("energy", "energy (InfoNCE)", "energy, embeddings"),
     "hypotheses and kernels": ("hypotheses", "KDE"),
     "one answer, or bins": ("MSE regression", "bins"),
 }
