@@ -88,8 +88,9 @@ A Gaussian peak of sd s whose top lies a distance r from the nearest node rises 
 the robot arm (peaks of about 0.08 sd of y, nodes about 0.05 apart in the plane) under 0.1 nat. Each nat
 of margin costs a factor e in proposals."""
 
-MAX_PROPOSALS = 50_000_000
-"""Proposals for one input at most before sampling gives up (an acceptance rate under 1e-5 a draw)."""
+MIN_ACCEPTANCE = 1e-6
+"""The lowest acceptance rate sampling works at: it refuses at once where the rate the normaliser predicts
+is lower, and gives up on an input after n / MIN_ACCEPTANCE proposals for n draws."""
 
 _BLOCK = 1 << 22
 """Entries of an (inputs x nodes) block of scores computed at once."""
@@ -308,6 +309,15 @@ class EmbeddingEnergy(NetworkDensity):
         bound starts from the highest score found by climbing from the best node."""
         m, log_volume = len(x), self._log_volume()
         log_bound = np.maximum(top, self._climb(phi, where)) + ENVELOPE_MARGIN
+        log_rate = log_z - log_volume - log_bound  # the expected acceptance rate, by the normaliser's Z
+        hopeless = np.flatnonzero(log_rate < math.log(MIN_ACCEPTANCE))
+        if hopeless.size:  # a peak far narrower than the nodes: Z itself is not resolved there
+            i = hopeless[0]
+            raise CannotSample(
+                f"cannot sample: at x = {x[i]} the density's peak is {log_bound[i] - top[i]:.1f} nats above the "
+                f"normaliser's nodes (an expected acceptance rate of e^{log_rate[i]:.0f}): it is narrower than "
+                f"n_nodes = {self.n_nodes} resolve"
+            )
         draws: list[list[np.ndarray]] = [[] for _ in range(m)]
         got, proposed = np.zeros(m, dtype=np.int64), np.zeros(m, dtype=np.int64)
         pending = np.arange(m)
@@ -319,7 +329,7 @@ class EmbeddingEnergy(NetworkDensity):
                 self._propose(pending[groups == group], counts[groups == group].astype(np.int64),
                               phi, log_bound, draws, got, proposed, rng)  # fmt: skip
             pending = np.flatnonzero(got < n)
-            stuck = pending[proposed[pending] > MAX_PROPOSALS]
+            stuck = pending[proposed[pending] > n / MIN_ACCEPTANCE]
             if stuck.size:
                 i = stuck[0]
                 raise CannotSample(f"cannot sample: {proposed[i]:,} proposals gave {got[i]} of {n} draws at x = {x[i]}")
