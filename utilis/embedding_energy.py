@@ -73,11 +73,12 @@ import torch
 from scipy.stats import qmc
 from torch import Tensor
 
-from utilis.networks import NetworkDensity, Standardiser, logsumexp, mlp
+from utilis.energy_utilis import box_in_z
+from utilis.networks import NetworkDensity, Standardiser, fourier_features, logsumexp, mlp
 from utilis.numerics import CannotSample
 from utilis.protocol import check_count, check_positive
 from utilis.spaces import Euclidean
-from utilis.training import TrainingSettings
+from utilis.training import TrainingSettings, seeded_generator
 
 __all__ = ["EmbeddingEnergy", "default_nodes"]
 
@@ -108,12 +109,6 @@ def default_nodes(y_dim: int) -> int:
     error in log Z is 1e-4 nats in 2 dimensions at 2^14, and in 3 dimensions 0.02 at 2^14, 0.004 at 2^16,
     0.0016 at 2^17 (``tests/test_embedding_energy.py``)."""
     return 1 << min(20, 14 + 3 * max(0, y_dim - 2))
-
-
-def _fourier(z: Tensor, frequencies: Tensor) -> Tensor:
-    """Rows z (n, d) beside the sine and cosine of each coordinate at each frequency: (n, d (1 + 2F))."""
-    angles = (z[:, :, None] * frequencies.to(z.dtype)).reshape(len(z), -1)
-    return torch.cat([z, torch.sin(angles), torch.cos(angles)], dim=1)
 
 
 class EmbeddingEnergy(NetworkDensity):
@@ -176,13 +171,13 @@ class EmbeddingEnergy(NetworkDensity):
     def embed_x(self, x: Tensor) -> Tensor:
         """(φ(x), 1) for a batch of x (n,) or (n, x_dim): (n, k + 1), in the networks' dtype."""
         z = self.scaling.z_rows(x).to(self.x_net[0].weight.dtype)
-        phi = self.x_net(_fourier(z, self.x_omega))
+        phi = self.x_net(fourier_features(z, self.x_omega))
         return torch.cat([phi, torch.ones_like(phi[:, :1])], dim=1)
 
     def embed_y(self, z: Tensor) -> Tensor:
         """(ψ(y), b(y)) at z-scored y, rows (n, y_dim): (n, k + 1)."""
         z = z.to(self.y_net[0].weight.dtype)
-        return self.y_net(_fourier(z, self.y_omega))
+        return self.y_net(fourier_features(z, self.y_omega))
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         """E(x, y) for paired batches of x and y inside the box: (n,), in nats (up to a constant in x)."""
@@ -216,21 +211,12 @@ class EmbeddingEnergy(NetworkDensity):
 
     def _initialise(self, x: np.ndarray, y: np.ndarray) -> None:
         """The box: the training y's range widened by ``margin`` of it on each side, per axis, in z-scored y."""
-        rows = []
-        for column in y.reshape(len(y), -1).T:
-            z = (column - column.mean()) / (column.std() or 1.0)
-            span = float(z.max() - z.min()) or 1.0
-            rows.append([z.min() - self.margin * span, z.max() + self.margin * span])
-        self.z_bounds.copy_(torch.tensor(rows, dtype=torch.float64))
+        self.z_bounds.copy_(torch.tensor(box_in_z(y, self.margin), dtype=torch.float64))
 
     def _loss(self, seed: int | None):
         """InfoNCE, its counter-examples in training from a generator of the loss's own seeded from ``seed``,
         in validation one fixed draw."""
-        generator = torch.Generator()
-        if seed is None:
-            generator.seed()  # fresh entropy for this generator alone
-        else:
-            generator.manual_seed(seed)
+        generator = seeded_generator(seed)
 
         def loss(model: EmbeddingEnergy, inputs: Tensor, targets: Tensor) -> Tensor:
             return model.infonce_loss(inputs, targets, generator if model.training else None)

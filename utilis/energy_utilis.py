@@ -112,13 +112,13 @@ from scipy import signal
 from torch import Tensor
 from torch.nn import functional as F
 
-from utilis.networks import NetworkDensity, Standardiser, logsumexp, mlp
+from utilis.networks import NetworkDensity, Standardiser, fourier_features, logsumexp, mlp
 from utilis.numerics import log_trapezoid, logsumexp_last, sample_from_grid, sample_product_grid
 from utilis.protocol import broadcast_query, check_count, check_inputs, check_positive
 from utilis.spaces import Euclidean
-from utilis.training import TrainingSettings
+from utilis.training import TrainingSettings, seeded_generator
 
-__all__ = ["OBJECTIVES", "EnergyModel"]
+__all__ = ["OBJECTIVES", "EnergyModel", "box_in_z"]
 
 OBJECTIVES = ("likelihood", "infonce")
 _ROWS = 512  # inputs x at once on the evaluation grid: (512, 1024) float64 temporaries, 4 MB each
@@ -127,6 +127,18 @@ _DEFAULTS = {  # by y_dim: the spline's coefficients, and the evaluation and tra
     1: {"n_knots": 96, "n_grid": 1000, "n_train_grid": 500},
     2: {"n_knots": 32, "n_grid": 256, "n_train_grid": 87},
 }
+
+
+def box_in_z(y: np.ndarray, margin: float) -> list[list[float]]:
+    """The training y's range widened by ``margin`` of it on each side, in z-scored y: a row [lo, hi] for
+    each axis of ``y`` (n,) or (n, d)."""
+    rows = []
+    for column in y.reshape(len(y), -1).T:
+        column = np.ascontiguousarray(column)
+        z = (column - column.mean()) / (column.std() or 1.0)
+        span = float(z.max() - z.min()) or 1.0
+        rows.append([z.min() - margin * span, z.max() + margin * span])
+    return rows
 
 
 def _bspline(u):
@@ -231,8 +243,7 @@ class EnergyModel(NetworkDensity):
         """c(x), the spline coefficients for a batch of x (n,) or (n, x_dim): (n, R), or (n, R, R) for y in the
         plane, in the network's dtype."""
         z = self.scaling.z_rows(x).to(self.net[0].weight.dtype)  # (n, x_dim)
-        angles = (z[:, :, None] * self.frequencies.to(z.dtype)).reshape(len(z), -1)  # (n, x_dim F)
-        c = self.net(torch.cat([z, torch.sin(angles), torch.cos(angles)], dim=1))
+        c = self.net(fourier_features(z, self.frequencies))
         return c if self.y_dim == 1 else c.reshape(len(z), self.n_knots, self.n_knots)
 
     def _basis(self, z: Tensor, axis: int) -> Tensor:
@@ -344,22 +355,13 @@ class EnergyModel(NetworkDensity):
     def _initialise(self, x: np.ndarray, y: np.ndarray) -> None:
         """[y_lo, y_hi]: the training y's range widened by ``margin`` of it on each side (in z-scored y),
         along each axis."""
-        rows = []
-        for column in y.reshape(len(y), -1).T:
-            column = np.ascontiguousarray(column)
-            z = (column - column.mean()) / (column.std() or 1.0)
-            span = float(z.max() - z.min()) or 1.0
-            rows.append([z.min() - self.margin * span, z.max() + self.margin * span])
+        rows = box_in_z(y, self.margin)
         self.z_bounds.copy_(torch.tensor(rows[0] if self.y_dim == 1 else rows))
 
     def _loss(self, seed: int | None):
         """The model's objective; in training its random nodes or counter-examples come from a generator
         of the loss's own, seeded from ``seed``, in validation they are fixed."""
-        generator = torch.Generator()
-        if seed is None:
-            generator.seed()  # fresh entropy for this generator alone
-        else:
-            generator.manual_seed(seed)
+        generator = seeded_generator(seed)
         objective = self.likelihood_loss if self.objective == "likelihood" else self.infonce_loss
 
         def loss(model: EnergyModel, inputs: Tensor, targets: Tensor) -> Tensor:

@@ -41,6 +41,7 @@ __all__ = [
     "check_fit_rows",
     "check_paired",
     "default_batch_size",
+    "fourier_features",
     "logsumexp",
     "mlp",
 ]
@@ -103,6 +104,13 @@ class GaussianMixture(MixtureSameFamily):
         log_prob_y = self.component_distribution.log_prob(value.unsqueeze(-1))
         log_weights = torch.log_softmax(self.mixture_distribution.logits, dim=-1)
         return logsumexp(log_prob_y + log_weights, dim=-1)
+
+
+def fourier_features(z: Tensor, frequencies: Tensor) -> Tensor:
+    """Rows z (n, d) beside the sine and cosine of each coordinate at each frequency: (n, d (1 + 2F)), so that
+    an MLP can follow a function that changes as fast as the highest frequency (Tancik et al., 2020)."""
+    angles = (z[:, :, None] * frequencies.to(z.dtype)).reshape(len(z), -1)
+    return torch.cat([z, torch.sin(angles), torch.cos(angles)], dim=1)
 
 
 def mlp(inputs: int, outputs: int, hidden: int, depth: int) -> nn.Sequential:

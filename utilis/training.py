@@ -52,7 +52,7 @@ from tqdm.std import tqdm
 
 from utilis.protocol import check_count, check_positive
 
-__all__ = ["History", "TrainingSettings", "default_batch_size", "nll_loss", "pick_device", "train"]
+__all__ = ["History", "TrainingSettings", "default_batch_size", "nll_loss", "pick_device", "seeded_generator", "train"]
 
 Loss = Callable[[nn.Module, Tensor, Tensor], Tensor]
 
@@ -231,7 +231,7 @@ def _copy_state(model: nn.Module) -> dict[str, Tensor]:
     return {key: value.detach().clone() for key, value in model.state_dict().items()}
 
 
-def _generator(seed: int | None) -> torch.Generator:
+def seeded_generator(seed: int | None) -> torch.Generator:
     """A generator of the run's own, seeded (fresh entropy when ``seed`` is None); torch's global one is not touched."""
     generator = torch.Generator()
     if seed is None:
@@ -495,7 +495,7 @@ def train(
     settings = settings.resolved(n)
 
     device = pick_device(device)
-    generator = _generator(seed)
+    generator = seeded_generator(seed)
     split = _split(x_all, y_all, n_val, generator, device)
     live = progress and sys.stderr.isatty()
     with _cpu_threads(cpu_threads if device.type == "cpu" else None):
