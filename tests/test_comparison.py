@@ -72,6 +72,8 @@ def test_tables_print_the_cells_asked_for(rows):
     assert seconds[0].startswith("seconds, 300 training points") and seconds[2].split() == ["KDE", "4.0"]
     assert len(seconds) == 1 + 4  # a line per model, oracles included
     assert metric_table(rows, "gap", ["linear", "sinusoid"], 300).splitlines()[1].split()[-1] == "–"  # no run
+    later = metric_table([*rows, _row("GMR", 0.2)], "gap", ["linear"], 300).splitlines()  # run after the oracles
+    assert [line.split()[0] for line in later[1:]] == ["MDN", "KDE", "bins", "GMR", "oracle:"]
 
 
 def test_ks_noise_floor_matches_simulation():

@@ -60,6 +60,13 @@ def _is_oracle(model: str) -> bool:
     return model.startswith("oracle")
 
 
+def _models_in_order(rows: list[dict]) -> list[str]:
+    """The models of ``rows`` as they first appear, the oracles after every fitted model (a model added to
+    the CSV later still comes before them)."""
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    return [m for m in models if not _is_oracle(m)] + [m for m in models if _is_oracle(m)]
+
+
 def _runs(rows: list[dict], dataset: str, n_train: int, model: str) -> list[dict]:
     return [r for r in rows if (r["dataset"], r["n_train"], r["model"]) == (dataset, n_train, model)]
 
@@ -112,7 +119,7 @@ def cells_table(rows: list[dict], cells: list[tuple[str, int, str]], metrics=("g
 def metric_table(rows: list[dict], metric: str, datasets: list[str], n_train: int, digits: int = 3) -> str:
     """A plain-text table of one metric (its mean over seeds; ``"gap"`` with its standard error) at one
     training size: a line per model, a column per dataset ("–" where a model has no run)."""
-    models = list(dict.fromkeys(r["model"] for r in rows))
+    models = _models_in_order(rows)
     body = [[m] + [_format(cell_summary(rows, d, n_train, m), metric, digits) if _runs(rows, d, n_train, m) else "–"
                    for d in datasets] for m in models]  # fmt: skip
     return _aligned([f"{_HEADINGS.get(metric, metric)}, {n_train:,} training points", *datasets], body, left=1)
@@ -309,7 +316,7 @@ def plot_calibration(rows: list[dict], datasets: list[str], n_train: int, ax: Ax
     probability integral transform from uniform (0: calibrated), a bar per model and dataset. With
     ``n_points`` (the points the PIT was computed on), two lines show where a calibrated model's
     distance falls by chance (:func:`ks_noise_floor`): its expected value and its 95% quantile."""
-    models = list(dict.fromkeys(r["model"] for r in rows))
+    models = _models_in_order(rows)
     ax = ax if ax is not None else plt.subplots(figsize=(11, 4.2), layout="constrained")[1]
     width = 0.8 / len(datasets)
     shades = plt.get_cmap("Blues")(np.linspace(0.35, 0.9, len(datasets)))  # datasets, not models: no model colour
