@@ -10,7 +10,7 @@ samples, the 10% test split unused), every model fitted with its default setting
 (``data.sample(20_000, seed=fresh_seed(seed))``): the gap NLL(model) - NLL(truth) ± its standard error,
 and the training seconds. The best-single-Gaussian oracle N(E[y|x], Cov[y|x]) stands beside them (no
 training), and the truth binned on the softmax's cells (50 x 50 over the training y's box widened by a tenth; Simpson
-with 4 nodes a side in each cell, which on these cells agrees with 8 to a thousandth of a nat).
+on 4 intervals, 5 x 5 nodes, in each cell, which on these cells agrees with 8 intervals to a thousandth of a nat).
 Prints one row per dataset, size and model: the mean over seeds (gap ± the mean of the seeds'
 standard errors, seconds), then each seed's gap. With ``--csv``, each run is also appended to a CSV;
 the README's planar tables are written from ``benchmarks/results/plane.csv`` by ``--report``.

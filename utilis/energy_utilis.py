@@ -47,7 +47,7 @@ likelihood, 0.0095 / 0.0131 / 0.0400 by InfoNCE with 256 counter-examples, the M
 
 In the plane (``y_dim=2``) the energy is a tensor-product spline, E(x, y) = sum_rs c_rs(x) B_r(y_1) B_s(y_2),
 R x R coefficients from the MLP (R = 32 by default: a knot every 0.18 sd of y on the robot arm), and Z(x)
-is the product trapezoidal rule on a 257 x 257 grid, B_1 C B_2^T (exact to 1e-10 nats for a quadratic
+is the product trapezoidal rule on a 262 x 262 grid, B_1 C B_2^T (exact to 1e-10 nats for a quadratic
 energy whose sds are 7 and 10 steps, ``tests/test_energy_utilis.py``). The training grid has 3 nodes a
 knot interval and axis (87 x 87 with a fresh shift per axis each step), computed as a convolution of C
 with the m^2 kernels B(u_p) B(u_q)^T of 4 x 4: on the robot arm at 20,000 points (seed 0) it gave the
@@ -122,7 +122,7 @@ __all__ = ["OBJECTIVES", "EnergyModel", "box_in_z"]
 
 OBJECTIVES = ("likelihood", "infonce")
 _ROWS = 512  # inputs x at once on the evaluation grid: (512, 1024) float64 temporaries, 4 MB each
-_PLANE_ROWS = 32  # in the plane: (32, 257, 257) float64 temporaries, 17 MB each
+_PLANE_ROWS = 32  # in the plane: (32, 262, 262) float64 temporaries, 18 MB each
 _DEFAULTS = {  # by y_dim: the spline's coefficients, and the evaluation and training grids' nodes, per axis
     1: {"n_knots": 96, "n_grid": 1000, "n_train_grid": 500},
     2: {"n_knots": 32, "n_grid": 256, "n_train_grid": 87},

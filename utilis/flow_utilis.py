@@ -494,7 +494,7 @@ class VectorODEFlow(ODEFlow):
 
 
 class FlowMatching(_FlowModel):
-    """A continuous normalising flow over a scalar y given a scalar x, trained by flow matching.
+    """A continuous normalising flow over y given x (scalars, or vectors: d_y at most 3), trained by flow matching.
 
     The vector field v(ỹ, t, x) is an MLP on (ỹ, t, z-scored x); it is trained by regression on the
     straight paths ỹ_t = (1 - t) z + t ỹ from z ~ N(0, 1) to the z-scored data, whose velocity is
