@@ -320,8 +320,8 @@ class EmbeddingEnergy(NetworkDensity):
                 i = stuck[0]
                 raise CannotSample(f"cannot sample: {proposed[i]:,} proposals gave {got[i]} of {n} draws at x = {x[i]}")
         u = np.stack([np.concatenate(parts)[:n] for parts in draws], axis=1)  # (n, m, d) in [0, 1)^d
-        mean, sd = self.scaling.y_mean.cpu().numpy().reshape(-1), self.scaling.y_sd.cpu().numpy().reshape(-1)
-        out = mean + sd * self._box_z(u)
+        bounds = np.array(self.y_bounds)  # (d, 2), in y's own units
+        out = bounds[:, 0] + (bounds[:, 1] - bounds[:, 0]) * u
         return out if self.y_dim > 1 else out[..., 0]
 
     def _climb(self, phi: np.ndarray, start: np.ndarray, steps: int = 50) -> np.ndarray:
